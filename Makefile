@@ -1,0 +1,41 @@
+# frontpay-worker: `make help` lists the targets.
+
+GO          ?= go
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+BIN         := bin
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build the binaries into bin/
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+.PHONY: test
+test: ## Run every test with the race detector
+	$(GO) test -race -count=1 ./...
+
+.PHONY: lint
+lint: ## gofmt, go vet and staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+.PHONY: run
+run: ## Run the worker on an embedded NATS server against a local sandbox
+	$(GO) run ./cmd/frontpay-worker dev
+
+.PHONY: sandbox
+sandbox: ## Serve the Front Payment sandbox on 127.0.0.1:8099
+	$(GO) run ./cmd/frontpay-worker sandbox
+
+.PHONY: demo
+demo: ## Drive one reservation through the sandbox and print what happened
+	$(GO) run ./cmd/frontpay-worker demo
+
+.PHONY: bench
+bench: ## Run the Go benchmarks
+	$(GO) test -run '^$$' -bench . -benchmem ./...

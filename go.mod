@@ -1,0 +1,3 @@
+module github.com/nordpay/frontpay-worker
+
+go 1.26.0
