@@ -1,0 +1,197 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+
+	"github.com/nordpay/frontpay-worker/frontpay"
+)
+
+var (
+	// ErrNotFound means no reservation or order has the uuid.
+	ErrNotFound = errors.New("sandbox: not found")
+	// ErrNotPayable means the reservation or order is not waiting for the customer's payment.
+	ErrNotPayable = errors.New("sandbox: not payable")
+)
+
+// Pay is the customer paying a reservation at checkout: SENT → RESERVED, which fires the
+// callback. An expired, paid or cancelled reservation is ErrNotPayable.
+func (s *Sandbox) Pay(reservationUUID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.clock()
+	r := s.lookup(reservationUUID, now)
+	if r == nil {
+		return fmt.Errorf("%w: reservation %q", ErrNotFound, reservationUUID)
+	}
+	if r.status != StatusSent {
+		return fmt.Errorf("%w: reservation %s is %s", ErrNotPayable, r.uuid, r.status)
+	}
+	r.status = StatusReserved
+	r.reservedAt = now
+	for _, l := range r.lines {
+		l.reserved = l.amount
+	}
+	s.addEvent(historyEvent{uuid: r.uuid, title: "reserved", at: now, amount: r.grandTotal, paymentMethod: &r.paymentMethod})
+	s.appendEffect(Effect{At: now, Op: "customer.pay", UUID: r.uuid, Cents: r.grandTotal})
+	s.notify(r, "reserved", r.grandTotal, now)
+	return nil
+}
+
+// PayOrder is the customer paying an invoice order: SENT → PAID.
+func (s *Sandbox) PayOrder(orderUUID string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := s.orders[orderUUID]
+	if o == nil {
+		return fmt.Errorf("%w: order %q", ErrNotFound, orderUUID)
+	}
+	if o.status != StatusSent {
+		return fmt.Errorf("%w: order %s is %s", ErrNotPayable, o.uuid, o.status)
+	}
+	o.status = StatusPaid
+	s.appendEffect(Effect{At: s.clock(), Op: "order.pay", UUID: o.uuid, Cents: o.grandTotal})
+	return nil
+}
+
+// payAny pays a reservation or an order, whichever has the uuid.
+func (s *Sandbox) payAny(uuid string) error {
+	if err := s.Pay(uuid); !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	return s.PayOrder(uuid)
+}
+
+// controlMux serves the test controls, which need no token:
+//
+//	GET  /sandbox/ledger                   the effects, a JSON array of Effect
+//	PUT  /sandbox/faults/{operation}       set a Fault (JSON; {} clears)
+//	PUT  /sandbox/ratelimit                {"perMinute": n}
+//	POST /sandbox/reservations/{uuid}/pay  the customer pays a reservation
+//	POST /sandbox/orders/{uuid}/pay        the customer pays an order
+//	GET  /sandbox/orders                   the orders, a JSON array of OrderInfo
+//	GET  /checkout/{uuid}                  a checkout page with a Pay button
+//	POST /checkout/{uuid}                  the Pay button
+func (s *Sandbox) controlMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /sandbox/ledger", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, s.Ledger())
+	})
+	mux.HandleFunc("GET /sandbox/orders", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, s.Orders())
+	})
+	mux.HandleFunc("PUT /sandbox/faults/{operation}", s.putFault)
+	mux.HandleFunc("PUT /sandbox/ratelimit", s.putRateLimit)
+	mux.HandleFunc("POST /sandbox/reservations/{uuid}/pay", func(w http.ResponseWriter, r *http.Request) {
+		s.answerPay(w, r.PathValue("uuid"), s.Pay(r.PathValue("uuid")))
+	})
+	mux.HandleFunc("POST /sandbox/orders/{uuid}/pay", func(w http.ResponseWriter, r *http.Request) {
+		s.answerPay(w, r.PathValue("uuid"), s.PayOrder(r.PathValue("uuid")))
+	})
+	mux.HandleFunc("GET /checkout/{uuid}", func(w http.ResponseWriter, r *http.Request) {
+		s.checkout(w, r.PathValue("uuid"), "", http.StatusOK)
+	})
+	mux.HandleFunc("POST /checkout/{uuid}", func(w http.ResponseWriter, r *http.Request) {
+		msg, status := "Thank you, the payment went through.", http.StatusOK
+		if err := s.payAny(r.PathValue("uuid")); err != nil {
+			msg, status = err.Error(), http.StatusConflict
+		}
+		s.checkout(w, r.PathValue("uuid"), msg, status)
+	})
+	return mux
+}
+
+// controlError answers a control request with {"error": …}.
+func controlError(w http.ResponseWriter, status int, err error) {
+	writeJSON(w, status, map[string]string{"error": err.Error()})
+}
+
+func (s *Sandbox) putFault(w http.ResponseWriter, r *http.Request) {
+	op := frontpay.Operation(r.PathValue("operation"))
+	if !op.Valid() {
+		controlError(w, http.StatusNotFound, fmt.Errorf("unknown operation %q", op))
+		return
+	}
+	var f Fault
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes)).Decode(&f); err != nil {
+		controlError(w, http.StatusBadRequest, err)
+		return
+	}
+	if err := f.validate(); err != nil {
+		controlError(w, http.StatusBadRequest, err)
+		return
+	}
+	s.SetFault(op, f)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Sandbox) putRateLimit(w http.ResponseWriter, r *http.Request) {
+	var v struct {
+		PerMinute *int `json:"perMinute"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes)).Decode(&v); err != nil || v.PerMinute == nil {
+		controlError(w, http.StatusBadRequest, errors.New(`want {"perMinute": n}`))
+		return
+	}
+	s.SetRateLimit(*v.PerMinute)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// answerPay answers a pay control: 200 with the new status, 404 or 409.
+func (s *Sandbox) answerPay(w http.ResponseWriter, uuid string, err error) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		controlError(w, http.StatusNotFound, err)
+	case err != nil:
+		controlError(w, http.StatusConflict, err)
+	default:
+		page := s.page(uuid)
+		writeJSON(w, http.StatusOK, map[string]string{"uuid": uuid, "status": page.Status})
+	}
+}
+
+// checkoutPage is what the checkout shows of a reservation or an order.
+type checkoutPage struct {
+	UUID, Kind, Status, Amount, Message string
+	Payable, Found                      bool
+}
+
+// page looks up what the checkout shows.
+func (s *Sandbox) page(uuid string) checkoutPage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := checkoutPage{UUID: uuid}
+	if r := s.lookup(uuid, s.clock()); r != nil {
+		p.Kind, p.Status, p.Amount, p.Found = "Reservation", r.status, money(r.grandTotal).String(), true
+	} else if o := s.orders[uuid]; o != nil {
+		p.Kind, p.Status, p.Amount, p.Found = "Order", o.status, money(o.grandTotal).String(), true
+	}
+	p.Payable = p.Status == StatusSent
+	return p
+}
+
+var checkoutTemplate = template.Must(template.New("checkout").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Front Payment sandbox checkout</title></head>
+<body>
+<h1>Sandbox checkout</h1>
+{{if .Found}}<p>{{.Kind}} {{.UUID}}: NOK {{.Amount}}, status {{.Status}}</p>{{else}}<p>Nothing to pay for {{.UUID}}.</p>{{end}}
+{{with .Message}}<p>{{.}}</p>{{end}}
+{{if .Payable}}<form method="post" action="/checkout/{{.UUID}}"><button type="submit">Pay</button></form>{{end}}
+</body></html>
+`))
+
+// checkout renders the checkout page with status (404 when nothing has the uuid), and a message
+// after a payment attempt.
+func (s *Sandbox) checkout(w http.ResponseWriter, uuid, message string, status int) {
+	p := s.page(uuid)
+	p.Message = message
+	if !p.Found {
+		status = http.StatusNotFound
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_ = checkoutTemplate.Execute(w, p)
+}

@@ -1,0 +1,162 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/nordpay/frontpay-worker/frontpay"
+)
+
+// Fault is what the sandbox does wrong for one operation. The shares are drawn once per call from
+// a random source seeded by Options.Seed, in the order ErrorShare, TooManyShare, DropBeforeShare,
+// DropShare; their sum should not exceed 1.
+type Fault struct {
+	Latency         time.Duration `json:"latency"`         // added before handling; the call ends without answer or effect if the client goes away meanwhile
+	ErrorShare      float64       `json:"errorShare"`      // share of calls answered 5xx with no effect
+	ErrorStatus     int           `json:"errorStatus"`     // status of those answers, 500–599; default 503 (510 answers somethingWentWrong, others internalErrorOccurredPleaseTryAgainLater)
+	TooManyShare    float64       `json:"tooManyShare"`    // share answered 429 with Retry-After: 1, no effect
+	DropShare       float64       `json:"dropShare"`       // share where the effect IS applied, then the connection is closed with no answer
+	DropBeforeShare float64       `json:"dropBeforeShare"` // share where the connection is closed with no answer and NO effect
+	Times           int           `json:"times"`           // if > 0, the fault applies to the next Times calls of the operation only, then clears itself
+}
+
+// UnmarshalJSON reads a Fault whose latency is either nanoseconds or a duration string such as
+// "250ms".
+func (f *Fault) UnmarshalJSON(b []byte) error {
+	type plain Fault
+	var v struct {
+		plain
+		Latency json.RawMessage `json:"latency"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*f = Fault(v.plain)
+	f.Latency = 0
+	if len(v.Latency) == 0 || string(v.Latency) == "null" {
+		return nil
+	}
+	var s string
+	if json.Unmarshal(v.Latency, &s) == nil {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("latency: %w", err)
+		}
+		f.Latency = d
+		return nil
+	}
+	var ns int64
+	if err := json.Unmarshal(v.Latency, &ns); err != nil {
+		return fmt.Errorf("latency: want nanoseconds or a duration string such as \"250ms\"")
+	}
+	f.Latency = time.Duration(ns)
+	return nil
+}
+
+// validate checks the shares and status.
+func (f Fault) validate() error {
+	sum := 0.0
+	for _, v := range []float64{f.ErrorShare, f.TooManyShare, f.DropShare, f.DropBeforeShare} {
+		if v < 0 || v > 1 {
+			return fmt.Errorf("shares must lie between 0 and 1")
+		}
+		sum += v
+	}
+	switch {
+	case sum > 1+1e-9:
+		return fmt.Errorf("shares add up to %g, more than 1", sum)
+	case f.ErrorStatus != 0 && (f.ErrorStatus < 500 || f.ErrorStatus > 599):
+		return fmt.Errorf("errorStatus must be 500–599")
+	case f.Latency < 0 || f.Times < 0:
+		return fmt.Errorf("latency and times must not be negative")
+	}
+	return nil
+}
+
+// SetFault sets the fault of an operation, replacing any earlier one; the zero Fault clears it.
+func (s *Sandbox) SetFault(op frontpay.Operation, f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f == (Fault{}) {
+		delete(s.faults, op)
+		return
+	}
+	s.faults[op] = f
+}
+
+// faultKind is what one call suffers.
+type faultKind int
+
+const (
+	faultNone faultKind = iota
+	faultError
+	faultTooMany
+	faultDropBefore
+	faultDropAfter
+)
+
+// outcome is the drawn fault of one call.
+type outcome struct {
+	kind   faultKind
+	status int
+}
+
+// answer is the envelope of an error or 429 outcome.
+func (o outcome) answer(now time.Time) answer {
+	if o.kind == faultTooMany {
+		return refusal(http.StatusTooManyRequests, "tooManyAttempts", shapeErrorTrue)
+	}
+	return serverError(o.status, now)
+}
+
+// takeFault draws the outcome of one call of op and counts the call against the fault's Times.
+func (s *Sandbox) takeFault(op frontpay.Operation) (outcome, time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.faults[op]
+	if !ok {
+		return outcome{}, 0
+	}
+	if f.Times > 0 {
+		if f.Times == 1 {
+			delete(s.faults, op)
+		} else {
+			g := f
+			g.Times--
+			s.faults[op] = g
+		}
+	}
+	draw := s.rng.Float64()
+	status := f.ErrorStatus
+	if status == 0 {
+		status = http.StatusServiceUnavailable
+	}
+	for _, c := range []struct {
+		share float64
+		kind  faultKind
+	}{
+		{f.ErrorShare, faultError},
+		{f.TooManyShare, faultTooMany},
+		{f.DropBeforeShare, faultDropBefore},
+		{f.DropShare, faultDropAfter},
+	} {
+		if draw < c.share {
+			return outcome{kind: c.kind, status: status}, f.Latency
+		}
+		draw -= c.share
+	}
+	return outcome{}, f.Latency
+}
+
+// drop closes the connection without an answer.
+func drop(w http.ResponseWriter) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			_ = conn.Close()
+			return
+		}
+	}
+	panic(http.ErrAbortHandler) // HTTP/2: reset the stream
+}
