@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -23,9 +24,10 @@ const DefaultBaseURL = "https://demo-api.frontpayment.no"
 // maxResponseBytes bounds what the client reads of one answer.
 const maxResponseBytes = 8 << 20
 
-// Client calls the Front Payment Connect API. Each method makes exactly one HTTP attempt, bounded
-// by the client's timeout; retrying is the caller's decision, guided by Classify. A Client is safe
-// for concurrent use.
+// Client calls the Front Payment Connect API. Each method makes one HTTP attempt, bounded by the
+// client's timeout; retrying is the caller's decision, guided by Classify. (net/http itself may
+// repeat a bodiless GET, a read, on a reused connection the server closed; it never repeats a
+// request with a body.) A Client is safe for concurrent use.
 type Client struct {
 	base    *url.URL
 	token   string
@@ -42,8 +44,15 @@ type Option func(*Client)
 // WithTimeout's.
 func WithHTTPClient(h *http.Client) Option { return func(c *Client) { c.http = h } }
 
-// WithTimeout bounds one HTTP attempt, from sending to reading the whole answer (default 30s).
-func WithTimeout(d time.Duration) Option { return func(c *Client) { c.timeout = d } }
+// WithTimeout bounds one HTTP attempt, from sending to reading the whole answer (default 30s; a
+// non-positive d keeps the default).
+func WithTimeout(d time.Duration) Option {
+	return func(c *Client) {
+		if d > 0 {
+			c.timeout = d
+		}
+	}
+}
 
 // WithClock sets the clock that validation compares due dates with.
 func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = now } }
@@ -81,14 +90,14 @@ func defaultTransport() *http.Transport {
 	return t
 }
 
-// String names the client without its token.
-func (c *Client) String() string { return "frontpay.Client(" + c.base.String() + ")" }
+// String names the client without its token (also for a copy of the Client value).
+func (c Client) String() string { return "frontpay.Client(" + c.base.String() + ")" }
 
 // GoString names the client without its token, for %#v.
-func (c *Client) GoString() string { return c.String() }
+func (c Client) GoString() string { return c.String() }
 
 // LogValue logs the client without its token.
-func (c *Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
+func (c Client) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // Response is a successful answer: its HTTP status, the envelope's fields and its `data` member
 // exactly as returned (JSON null when there was none).
@@ -124,7 +133,7 @@ type envelope struct {
 func (c *Client) Do(ctx context.Context, op Operation, params []string, body Validator) (*Response, error) {
 	ep, ok := endpoints[op]
 	if !ok {
-		return nil, fmt.Errorf("frontpay: unknown operation %q", op)
+		return nil, fmt.Errorf("frontpay %s: %w", op, fieldError("operation", "in", "is not an operation of the API"))
 	}
 	for i, name := range ep.Params {
 		if i < len(params) && name != "start" && name != "end" {
@@ -138,12 +147,15 @@ func (c *Client) Do(ctx context.Context, op Operation, params []string, body Val
 		return nil, fmt.Errorf("frontpay %s: %w", op, err)
 	}
 	var payload []byte
+	if v := reflect.ValueOf(body); body != nil && v.Kind() == reflect.Pointer && v.IsNil() {
+		return nil, fmt.Errorf("frontpay %s: %w", op, fieldError("body", "required", "is required"))
+	}
 	if body != nil {
 		if err := body.Validate(c.now()); err != nil {
 			return nil, fmt.Errorf("frontpay %s: %w", op, err)
 		}
 		if payload, err = json.Marshal(body); err != nil {
-			return nil, fmt.Errorf("frontpay %s: encode request: %w", op, err)
+			return nil, fmt.Errorf("frontpay %s: %w", op, fieldError("body", "json", err.Error()))
 		}
 	}
 	if c.wait != nil {
@@ -197,7 +209,7 @@ func (c *Client) send(ctx context.Context, op Operation, method, path string, pa
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		if err != nil {
-			return nil, &Error{Op: op, Sent: true, Err: fmt.Errorf("read %d answer: %w", resp.StatusCode, stripURL(err))}
+			return nil, &Error{Op: op, HTTPStatus: resp.StatusCode, Sent: true, Err: fmt.Errorf("read %d answer: %w", resp.StatusCode, stripURL(err))}
 		}
 		data := env.Data
 		if len(data) == 0 {

@@ -12,5 +12,6 @@
 // money: read the reservation back before sending again.
 //
 // The client never sends an Idempotency-Key header and clears Request.GetBody, so net/http never
-// resends a request on its own; and the bearer token never appears in an error or a log value.
+// resends a request with a body on its own (it may repeat a bodiless GET, a read); and the bearer
+// token never appears in an error or a log value.
 package frontpay

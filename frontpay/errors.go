@@ -140,6 +140,11 @@ func (e *ValidationError) Error() string {
 	return "invalid request: " + strings.Join(parts, "; ")
 }
 
+// fieldError is a ValidationError of one field.
+func fieldError(field, rule, message string) *ValidationError {
+	return &ValidationError{Fields: []FieldError{{Field: field, Rule: rule, Message: message}}}
+}
+
 // Map returns the errors as the API's 417 body carries them: field → messages.
 func (e *ValidationError) Map() map[string][]string {
 	m := make(map[string][]string, len(e.Fields))

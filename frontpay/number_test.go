@@ -2,6 +2,7 @@ package frontpay
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -24,7 +25,8 @@ func TestNumberRoundTrip(t *testing.T) {
 
 func TestNumberRejects(t *testing.T) {
 	t.Parallel()
-	for _, in := range []string{`"abc"`, `true`, `{}`, `[]`, `""`, `"1,5"`, `"0x10"`, `" 1"`} {
+	long := `"` + strings.Repeat("1", MaxNumberText+1) + `"`
+	for _, in := range []string{`"abc"`, `true`, `{}`, `[]`, `""`, `"1,5"`, `"0x10"`, `" 1"`, `1e100`, `"-1e999999"`, long} {
 		var n Number
 		if err := json.Unmarshal([]byte(in), &n); err == nil {
 			t.Errorf("%s: accepted as %q", in, n)

@@ -96,12 +96,12 @@ func (op Operation) Resource() string {
 // path fills the endpoint's placeholders, escaping each value as one path segment.
 func (e Endpoint) path(params ...string) (string, error) {
 	if len(params) != len(e.Params) {
-		return "", fmt.Errorf("%s wants %d path values, got %d", e.Path, len(e.Params), len(params))
+		return "", fieldError("path", "size", fmt.Sprintf("wants %d values, got %d", len(e.Params), len(params)))
 	}
 	p := e.Path
 	for i, name := range e.Params {
 		if params[i] == "" {
-			return "", &ValidationError{Fields: []FieldError{{Field: name, Rule: "required", Message: "is required"}}}
+			return "", fieldError(name, "required", "is required")
 		}
 		p = strings.Replace(p, "{"+name+"}", url.PathEscape(params[i]), 1)
 	}

@@ -459,8 +459,8 @@ func (q *CreateOrderRequest) Validate(now time.Time) error {
 	return r.err()
 }
 
-// ValidateUUID checks a path value such as a reservation or order UUID: letters and digits only, so
-// that it names one resource and cannot steer the request elsewhere.
+// ValidateUUID checks a path value such as a reservation or order UUID: 1 to 64 letters, digits,
+// '-' or '_', so that it names one resource and cannot steer the request elsewhere.
 func ValidateUUID(field, v string) error {
 	r := newRules(time.Time{})
 	if r.required(field, v) {

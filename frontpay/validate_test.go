@@ -2,6 +2,7 @@ package frontpay
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"strings"
 	"testing"
@@ -244,6 +245,25 @@ func TestValidateUUID(t *testing.T) {
 	for _, bad := range []string{"", "RES/../orders", "RES 1", strings.Repeat("A", 65), "RES%2F"} {
 		if err := ValidateUUID("reservationUuid", bad); err == nil {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestDoRefusesProgrammingErrors(t *testing.T) {
+	t.Parallel()
+	c, err := New("http://127.0.0.1:1", "tok")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, call := range map[string]func() error{
+		"nil body":        func() error { _, err := c.Cancel(t.Context(), "RES1", nil); return err },
+		"unknown op":      func() error { _, err := c.Do(t.Context(), "reservation.nothing", nil, nil); return err },
+		"path values":     func() error { _, err := c.Do(t.Context(), ReservationDetails, nil, nil); return err },
+		"empty path uuid": func() error { _, err := c.Details(t.Context(), ""); return err },
+	} {
+		var ve *ValidationError
+		if err := call(); !errors.As(err, &ve) || Classify(err) != Permanent {
+			t.Errorf("%s: got %v (%s), want a permanent validation error", name, err, Classify(err))
 		}
 	}
 }
