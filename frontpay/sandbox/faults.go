@@ -19,40 +19,52 @@ type Fault struct {
 	TooManyShare    float64       `json:"tooManyShare"`    // share answered 429 with Retry-After: 1, no effect
 	DropShare       float64       `json:"dropShare"`       // share where the effect IS applied, then the connection is closed with no answer
 	DropBeforeShare float64       `json:"dropBeforeShare"` // share where the connection is closed with no answer and NO effect
-	Times           int           `json:"times"`           // if > 0, the fault applies to the next Times calls of the operation only, then clears itself
+	// HangAfterEffect holds a dropped connection open this long after the effect (or until the
+	// client goes away) before closing it: a worker killed while its call is at the API, after the
+	// effect.
+	HangAfterEffect time.Duration `json:"hangAfterEffect"`
+	Times           int           `json:"times"` // if > 0, the fault applies to the next Times calls of the operation only, then clears itself
 }
 
-// UnmarshalJSON reads a Fault whose latency is either nanoseconds or a duration string such as
-// "250ms".
+// UnmarshalJSON reads a Fault whose durations are either nanoseconds or duration strings such
+// as "250ms".
 func (f *Fault) UnmarshalJSON(b []byte) error {
 	type plain Fault
 	var v struct {
 		plain
-		Latency json.RawMessage `json:"latency"`
+		Latency         json.RawMessage `json:"latency"`
+		HangAfterEffect json.RawMessage `json:"hangAfterEffect"`
 	}
 	if err := json.Unmarshal(b, &v); err != nil {
 		return err
 	}
 	*f = Fault(v.plain)
-	f.Latency = 0
-	if len(v.Latency) == 0 || string(v.Latency) == "null" {
-		return nil
+	var err error
+	if f.Latency, err = duration("latency", v.Latency); err != nil {
+		return err
+	}
+	f.HangAfterEffect, err = duration("hangAfterEffect", v.HangAfterEffect)
+	return err
+}
+
+// duration reads nanoseconds or a duration string; absent or null is 0.
+func duration(name string, raw json.RawMessage) (time.Duration, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, nil
 	}
 	var s string
-	if json.Unmarshal(v.Latency, &s) == nil {
+	if json.Unmarshal(raw, &s) == nil {
 		d, err := time.ParseDuration(s)
 		if err != nil {
-			return fmt.Errorf("latency: %w", err)
+			return 0, fmt.Errorf("%s: %w", name, err)
 		}
-		f.Latency = d
-		return nil
+		return d, nil
 	}
 	var ns int64
-	if err := json.Unmarshal(v.Latency, &ns); err != nil {
-		return fmt.Errorf("latency: want nanoseconds or a duration string such as \"250ms\"")
+	if err := json.Unmarshal(raw, &ns); err != nil {
+		return 0, fmt.Errorf("%s: want nanoseconds or a duration string such as \"250ms\"", name)
 	}
-	f.Latency = time.Duration(ns)
-	return nil
+	return time.Duration(ns), nil
 }
 
 // validate checks the shares and status.
@@ -69,8 +81,8 @@ func (f Fault) validate() error {
 		return fmt.Errorf("shares add up to %g, more than 1", sum)
 	case f.ErrorStatus != 0 && (f.ErrorStatus < 500 || f.ErrorStatus > 599):
 		return fmt.Errorf("errorStatus must be 500–599")
-	case f.Latency < 0 || f.Times < 0:
-		return fmt.Errorf("latency and times must not be negative")
+	case f.Latency < 0 || f.Times < 0 || f.HangAfterEffect < 0:
+		return fmt.Errorf("latency, hangAfterEffect and times must not be negative")
 	}
 	return nil
 }
@@ -101,6 +113,7 @@ const (
 type outcome struct {
 	kind   faultKind
 	status int
+	hang   time.Duration // before a drop after the effect
 }
 
 // answer is the envelope of an error or 429 outcome.
@@ -143,7 +156,7 @@ func (s *Sandbox) takeFault(op frontpay.Operation) (outcome, time.Duration) {
 		{f.DropShare, faultDropAfter},
 	} {
 		if draw < c.share {
-			return outcome{kind: c.kind, status: status}, f.Latency
+			return outcome{kind: c.kind, status: status, hang: f.HangAfterEffect}, f.Latency
 		}
 		draw -= c.share
 	}

@@ -73,6 +73,21 @@ func TestFaults(t *testing.T) {
 		amountIs(t, "captured", e.details(uuid).PaymentDetails.CapturedAmount, "0.00")
 	})
 
+	t.Run("hang after the effect until the client goes away", func(t *testing.T) {
+		t.Parallel()
+		e, uuid, capture := faulted(t, Fault{DropShare: 1, HangAfterEffect: time.Minute})
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		defer cancel()
+		if _, err := capture(ctx); err == nil {
+			t.Fatal("answer despite the hang")
+		}
+		eventually(t, "the handler to return", func() bool { return e.sb.active.Load() == 0 })
+		if _, dropped := e.captures(); !slices.Equal(dropped, []bool{true}) {
+			t.Errorf("capture effects marked dropped %v, want one", dropped)
+		}
+		amountIs(t, "captured", e.details(uuid).PaymentDetails.CapturedAmount, "10.00")
+	})
+
 	// Each kind of failure: an answer (status > 0) or none, and whether the effect applied.
 	for _, tc := range []struct {
 		name    string

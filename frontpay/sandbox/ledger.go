@@ -24,7 +24,8 @@ type Effect struct {
 func (s *Sandbox) Ledger() []Effect {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := slices.Clone(s.ledger)
+	out := make([]Effect, len(s.ledger))
+	copy(out, s.ledger)
 	for i := range out {
 		out[i].Body = slices.Clone(out[i].Body)
 	}

@@ -208,6 +208,7 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	s.log.Debug("sandbox call", "op", op, "status", a.status, "message", a.message, "dropped", c.dropped)
 	if c.dropped {
+		wait(r, outcome.hang)
 		drop(w)
 		return
 	}
