@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nordpay/frontpay-worker/consumer"
+	"github.com/nordpay/frontpay-worker/frontpay"
+	"github.com/nordpay/frontpay-worker/internal/embedded"
+	"github.com/nordpay/frontpay-worker/publisher"
+)
+
+// Main is the whole worker: NATS (embedded or remote), the streams, the Front Payment client,
+// the consumer and the HTTP server. Run starts it and returns once it is consuming; Close stops
+// it, losing nothing.
+type Main struct {
+	Config *Config
+	Logger *slog.Logger
+	// EmbeddedAddr is where an embedded NATS server listens when NATS_URL is empty.
+	EmbeddedAddr string
+
+	// HTTPAddr is the address the HTTP server listens on, known once Run returned.
+	HTTPAddr string
+	// NATSURL is the NATS server connected to, known once Run returned.
+	NATSURL string
+
+	server   *embedded.Server
+	nc       *nats.Conn
+	http     *http.Server
+	cancel   context.CancelFunc
+	done     chan error
+	ready    atomic.Bool
+	draining atomic.Bool
+	closed   sync.Once
+	closeErr error
+}
+
+// NewMain returns a Main for cfg.
+func NewMain(cfg *Config, log *slog.Logger) *Main {
+	return &Main{Config: cfg, Logger: log, EmbeddedAddr: "127.0.0.1:4222"}
+}
+
+// Run starts the worker and returns once it consumes, or with the first error.
+func (m *Main) Run(ctx context.Context) error {
+	cfg, log := m.Config, m.Logger
+	url := cfg.NATSURL
+	if url == "" {
+		host, port, err := splitAddr(m.EmbeddedAddr)
+		if err != nil {
+			return fmt.Errorf("embedded NATS address: %w", err)
+		}
+		dir := filepath.Join(cfg.DataDir, "nats")
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return fmt.Errorf("FRONTPAY_DATA_DIR: %w", err)
+		}
+		if m.server, err = embedded.Start(embedded.Options{StoreDir: dir, Host: host, Port: port}); err != nil {
+			return err
+		}
+		url = m.server.ClientURL()
+		log.Info("embedded NATS server started", "url", url, "store", dir)
+	}
+	m.NATSURL = url
+	nc, err := connect(&cfg.NATSConfig, url, log)
+	if err != nil {
+		return err
+	}
+	m.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	topo := consumer.Topology{Prefix: cfg.SubjectPrefix, Replicas: cfg.Replicas, AckWait: cfg.AckWait}
+	kv, err := ensure(ctx, topo, js, log)
+	if err != nil {
+		return err
+	}
+
+	limiter := consumer.NewRateLimiter(cfg.APIRate, nil)
+	api, err := frontpay.New(cfg.APIURL, string(cfg.APIToken),
+		frontpay.WithTimeout(cfg.APITimeout), frontpay.WithLimiter(limiter.Wait))
+	if err != nil {
+		return fmt.Errorf("FRONTPAY_API_URL: %w", err)
+	}
+	w := consumer.New(consumer.Config{
+		Topology: topo, Source: cfg.WorkerName, Instance: instanceName(),
+		MaxAttempts: cfg.MaxAttempts, RetryInitial: cfg.RetryInitial, RetryMax: cfg.RetryMax,
+		APITimeout: cfg.APITimeout, Concurrency: cfg.Concurrency, DrainTimeout: cfg.DrainTimeout, LeaseMargin: cfg.LeaseMargin,
+		Limiter: limiter, Logger: log,
+	}, js, kv, api, publisher.New(js, log, 5*time.Second))
+
+	if err := m.serveHTTP(); err != nil {
+		return err
+	}
+
+	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.cancel, m.done = cancel, make(chan error, 1)
+	started := make(chan struct{})
+	go func() { m.done <- w.Run(work, func() { close(started) }) }()
+	select {
+	case <-started:
+		m.ready.Store(true)
+		log.Info("worker ready", "http", m.HTTPAddr, "api", cfg.APIURL, "prefix", cfg.SubjectPrefix)
+		return nil
+	case err := <-m.done:
+		m.done <- err
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops consuming, finishes or hands back commands in flight within FRONTPAY_DRAIN_TIMEOUT,
+// drains the NATS connection (flushing acks and publishes) and stops the embedded server. Calling
+// it again returns the first call's result.
+func (m *Main) Close() error {
+	m.closed.Do(func() { m.closeErr = m.close() })
+	return m.closeErr
+}
+
+func (m *Main) close() error {
+	m.draining.Store(true)
+	var errs []error
+	if m.cancel != nil {
+		m.cancel()
+		if err := <-m.done; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if m.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, m.http.Shutdown(ctx))
+		cancel()
+	}
+	if m.nc != nil {
+		closed := make(chan struct{})
+		m.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+		if err := m.nc.Drain(); err != nil {
+			m.nc.Close()
+		} else {
+			select {
+			case <-closed:
+			case <-time.After(10 * time.Second):
+				m.nc.Close()
+			}
+		}
+	}
+	if m.server != nil {
+		m.server.Shutdown()
+	}
+	m.Logger.Info("stopped")
+	return errors.Join(errs...)
+}
+
+// serveHTTP starts the HTTP server of probes (and, later, metrics and callbacks).
+func (m *Main) serveHTTP() error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		switch {
+		case m.draining.Load():
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+		case !m.ready.Load() || m.nc == nil || !m.nc.IsConnected():
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		default:
+			_, _ = w.Write([]byte("ready\n"))
+		}
+	})
+	ln, err := net.Listen("tcp", m.Config.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("FRONTPAY_HTTP_ADDR: %w", err)
+	}
+	m.HTTPAddr = ln.Addr().String()
+	m.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
+	go func() {
+		if err := m.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Logger.Error("http server", "err", err)
+		}
+	}()
+	return nil
+}
+
+// connect opens the NATS connection: credentials or an nkey, TLS, and reconnects for ever.
+func connect(cfg *NATSConfig, url string, log *slog.Logger) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name("frontpay-worker"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", "err", err) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.Warn("NATS error", "err", err) }),
+	}
+	if cfg.NATSCreds != "" {
+		opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+	}
+	if cfg.NATSNKey != "" {
+		o, err := nats.NkeyOptionFromSeed(cfg.NATSNKey)
+		if err != nil {
+			return nil, fmt.Errorf("NATS_NKEY: %w", err)
+		}
+		opts = append(opts, o)
+	}
+	if cfg.NATSTLSCA != "" {
+		opts = append(opts, nats.RootCAs(cfg.NATSTLSCA))
+	}
+	if cfg.NATSTLSCert != "" {
+		opts = append(opts, nats.ClientCert(cfg.NATSTLSCert, cfg.NATSTLSKey))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS: %w", err)
+	}
+	return nc, nil
+}
+
+// ensure sets up the topology, retrying while the server (or a cluster electing its leaders) is
+// not ready yet.
+func ensure(ctx context.Context, topo consumer.Topology, js jetstream.JetStream, log *slog.Logger) (jetstream.KeyValue, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for wait := 100 * time.Millisecond; ; wait = min(wait*2, 5*time.Second) {
+		kv, err := topo.Ensure(ctx, js)
+		if err == nil {
+			return kv, nil
+		}
+		log.Warn("setting up streams", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("set up streams: %w", err)
+		case <-time.After(wait):
+		}
+	}
+}
+
+func instanceName() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d-%d", host, os.Getpid(), time.Now().UnixNano()%1e6)
+}
+
+func splitAddr(addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	var p int
+	if _, err := fmt.Sscan(port, &p); err != nil {
+		return "", 0, fmt.Errorf("port %q: %w", port, err)
+	}
+	return host, p, nil
+}

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// NATSConfig is how to reach NATS and which subjects are ours: all the tools need of the
+// environment.
+type NATSConfig struct {
+	NATSURL       string `envconfig:"NATS_URL"`
+	NATSCreds     string `envconfig:"NATS_CREDS"`
+	NATSNKey      string `envconfig:"NATS_NKEY"`
+	NATSTLSCA     string `envconfig:"NATS_TLS_CA"`
+	NATSTLSCert   string `envconfig:"NATS_TLS_CERT"`
+	NATSTLSKey    string `envconfig:"NATS_TLS_KEY"`
+	SubjectPrefix string `envconfig:"FRONTPAY_SUBJECT_PREFIX"`
+}
+
+// Config is the worker's configuration, read from the environment (CONTRACT.md section 7, and the
+// variables the README adds).
+type Config struct {
+	NATSConfig
+
+	APIURL       string        `envconfig:"FRONTPAY_API_URL" default:"https://demo-api.frontpayment.no"`
+	APIToken     Secret        `envconfig:"FRONTPAY_API_TOKEN"`
+	APITokenFile string        `envconfig:"FRONTPAY_API_TOKEN_FILE"`
+	APITimeout   time.Duration `envconfig:"FRONTPAY_API_TIMEOUT" default:"30s"`
+	MaxAttempts  int           `envconfig:"FRONTPAY_MAX_ATTEMPTS" default:"8"`
+	RetryInitial time.Duration `envconfig:"FRONTPAY_RETRY_INITIAL" default:"1s"`
+	RetryMax     time.Duration `envconfig:"FRONTPAY_RETRY_MAX" default:"5m"`
+	APIRate      int           `envconfig:"FRONTPAY_API_RATE" default:"240"`
+
+	CallbackSecret Secret        `envconfig:"FRONTPAY_CALLBACK_SECRET"`
+	HistoryPoll    time.Duration `envconfig:"FRONTPAY_HISTORY_POLL" default:"5m"`
+	HTTPAddr       string        `envconfig:"FRONTPAY_HTTP_ADDR" default:"127.0.0.1:8080"`
+	DataDir        string        `envconfig:"FRONTPAY_DATA_DIR" default:"./data"`
+	LogFormat      string        `envconfig:"FRONTPAY_LOG_FORMAT" default:"text"`
+	LogLevel       string        `envconfig:"FRONTPAY_LOG_LEVEL" default:"info"`
+
+	Concurrency  int           `envconfig:"FRONTPAY_CONCURRENCY" default:"64"`
+	AckWait      time.Duration `envconfig:"FRONTPAY_ACK_WAIT" default:"30s"`
+	DrainTimeout time.Duration `envconfig:"FRONTPAY_DRAIN_TIMEOUT" default:"20s"`
+	LeaseMargin  time.Duration `envconfig:"FRONTPAY_LEASE_MARGIN" default:"10s"`
+	Replicas     int           `envconfig:"FRONTPAY_REPLICAS" default:"1"`
+	WorkerName   string        `envconfig:"FRONTPAY_WORKER_NAME" default:"frontpay-worker"`
+}
+
+// Secret is a configuration value that never shows in logs or printed configuration.
+type Secret string
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// GoString hides the secret from %#v too.
+func (s Secret) GoString() string { return s.String() }
+
+// LoadConfig reads the environment and checks every value, naming the variable of each problem.
+func LoadConfig() (*Config, error) {
+	var c Config
+	if err := envconfig.Process("", &c); err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Validate checks the values and reads the token file; it returns every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
+	}
+	switch {
+	case c.APIToken != "" && c.APITokenFile != "":
+		bad("FRONTPAY_API_TOKEN_FILE", "set only one of FRONTPAY_API_TOKEN and FRONTPAY_API_TOKEN_FILE")
+	case c.APITokenFile != "":
+		b, err := os.ReadFile(c.APITokenFile)
+		if err != nil {
+			bad("FRONTPAY_API_TOKEN_FILE", "cannot read the token file: %v", err)
+		} else if c.APIToken = Secret(strings.TrimSpace(string(b))); c.APIToken == "" {
+			bad("FRONTPAY_API_TOKEN_FILE", "the token file is empty")
+		}
+	case c.APIToken == "":
+		bad("FRONTPAY_API_TOKEN", "required (or FRONTPAY_API_TOKEN_FILE)")
+	}
+	if !strings.HasPrefix(c.APIURL, "http://") && !strings.HasPrefix(c.APIURL, "https://") {
+		bad("FRONTPAY_API_URL", "must be an http(s) URL, got %q", c.APIURL)
+	}
+	positive := func(name string, d time.Duration) {
+		if d <= 0 {
+			bad(name, "must be positive, got %s", d)
+		}
+	}
+	positive("FRONTPAY_API_TIMEOUT", c.APITimeout)
+	positive("FRONTPAY_RETRY_INITIAL", c.RetryInitial)
+	positive("FRONTPAY_RETRY_MAX", c.RetryMax)
+	positive("FRONTPAY_ACK_WAIT", c.AckWait)
+	positive("FRONTPAY_DRAIN_TIMEOUT", c.DrainTimeout)
+	positive("FRONTPAY_LEASE_MARGIN", c.LeaseMargin)
+	if c.RetryMax < c.RetryInitial {
+		bad("FRONTPAY_RETRY_MAX", "must not be shorter than FRONTPAY_RETRY_INITIAL (%s)", c.RetryInitial)
+	}
+	if c.MaxAttempts < 1 {
+		bad("FRONTPAY_MAX_ATTEMPTS", "must be at least 1, got %d", c.MaxAttempts)
+	}
+	if c.APIRate < 0 {
+		bad("FRONTPAY_API_RATE", "must be 0 (no limit) or more, got %d", c.APIRate)
+	}
+	if c.HistoryPoll < 0 {
+		bad("FRONTPAY_HISTORY_POLL", "must be 0 (off) or positive, got %s", c.HistoryPoll)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("FRONTPAY_LOG_FORMAT", "must be text or json, got %q", c.LogFormat)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		bad("FRONTPAY_LOG_LEVEL", "%v", err)
+	}
+	if c.Concurrency < 1 {
+		bad("FRONTPAY_CONCURRENCY", "must be at least 1, got %d", c.Concurrency)
+	}
+	if c.Replicas != 1 && c.Replicas != 3 && c.Replicas != 5 {
+		bad("FRONTPAY_REPLICAS", "must be 1, 3 or 5, got %d", c.Replicas)
+	}
+	if c.NATSURL == "" && c.DataDir == "" {
+		bad("FRONTPAY_DATA_DIR", "required when NATS_URL is empty (the embedded server's store)")
+	}
+	errs = append(errs, c.NATSConfig.Validate())
+	return errors.Join(errs...)
+}
+
+// LoadNATSConfig reads what the operators' tools need of the environment.
+func LoadNATSConfig() (*NATSConfig, error) {
+	var c NATSConfig
+	if err := envconfig.Process("", &c); err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
+	}
+	return &c, c.Validate()
+}
+
+// Validate checks the NATS variables and the subject prefix.
+func (c *NATSConfig) Validate() error {
+	var errs []error
+	if p := c.SubjectPrefix; p != "" && (!strings.HasSuffix(p, ".") || strings.ContainsAny(p, " *>\t") || strings.Contains(p, "..") || p == ".") {
+		errs = append(errs, fmt.Errorf("FRONTPAY_SUBJECT_PREFIX: must be empty or subject tokens ending in a dot, like \"shop1.\", got %q", p))
+	}
+	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
+		errs = append(errs, errors.New("NATS_TLS_CERT: NATS_TLS_CERT and NATS_TLS_KEY go together"))
+	}
+	if c.NATSCreds != "" && c.NATSNKey != "" {
+		errs = append(errs, errors.New("NATS_NKEY: set only one of NATS_CREDS and NATS_NKEY"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,41 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/lmittmann/tint"
+)
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(s))); err != nil {
+		return 0, fmt.Errorf("must be debug, info, warn or error, got %q", s)
+	}
+	return l, nil
+}
+
+// newLogger returns tint's text handler (coloured when w is a terminal) or JSON. Nothing the
+// worker logs carries a token or personal data: the types that hold them redact themselves.
+func newLogger(w io.Writer, format, level string) *slog.Logger {
+	l, err := parseLevel(level)
+	if err != nil {
+		l = slog.LevelInfo
+	}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+	}
+	return slog.New(tint.NewHandler(w, &tint.Options{Level: l, TimeFormat: "15:04:05.000", NoColor: !isTerminal(w)}))
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

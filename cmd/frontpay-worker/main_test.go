@@ -1,0 +1,411 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nordpay/frontpay-worker/frontpay"
+	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+	"github.com/nordpay/frontpay-worker/internal/embedded"
+	"github.com/nordpay/frontpay-worker/schemas"
+)
+
+// asWorker makes the test binary run the real main, for the tests that kill a worker process.
+const asWorker = "FRONTPAY_TEST_AS_WORKER"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(asWorker) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestConfigNamesEveryBadVariable(t *testing.T) {
+	for name, value := range map[string]string{
+		"FRONTPAY_API_TIMEOUT":    "soon",
+		"FRONTPAY_MAX_ATTEMPTS":   "0",
+		"FRONTPAY_API_RATE":       "-5",
+		"FRONTPAY_SUBJECT_PREFIX": "shop1",
+		"FRONTPAY_LOG_FORMAT":     "xml",
+		"FRONTPAY_LOG_LEVEL":      "loud",
+		"FRONTPAY_REPLICAS":       "2",
+		"FRONTPAY_API_URL":        "ftp://x",
+		"FRONTPAY_RETRY_MAX":      "1ms",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv("FRONTPAY_API_TOKEN", "tok-SECRET-123")
+			t.Setenv(name, value)
+			_, err := LoadConfig()
+			if err == nil || !strings.Contains(err.Error(), name) {
+				t.Fatalf("%s=%q: got %v, want an error naming %s", name, value, err, name)
+			}
+			if strings.Contains(err.Error(), "tok-SECRET-123") {
+				t.Fatalf("the token leaked into %v", err)
+			}
+		})
+	}
+	t.Run("token missing", func(t *testing.T) {
+		t.Setenv("FRONTPAY_API_TOKEN", "")
+		if _, err := LoadConfig(); err == nil || !strings.Contains(err.Error(), "FRONTPAY_API_TOKEN") {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("token from file", func(t *testing.T) {
+		file := t.TempDir() + "/token"
+		if err := os.WriteFile(file, []byte("tok-SECRET-123\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("FRONTPAY_API_TOKEN", "")
+		t.Setenv("FRONTPAY_API_TOKEN_FILE", file)
+		cfg, err := LoadConfig()
+		if err != nil || cfg.APIToken != "tok-SECRET-123" {
+			t.Fatalf("got %v", err)
+		}
+		for _, format := range []string{"%v", "%+v", "%#v"} {
+			if s := fmt.Sprintf(format, cfg); strings.Contains(s, "tok-SECRET-123") {
+				t.Fatalf("%s of the config shows the token: %s", format, s)
+			}
+		}
+	})
+}
+
+func TestDemo(t *testing.T) {
+	var out bytes.Buffer
+	if err := demo(t.Context(), &out, false); err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{
+		"← reservation.submit.succeeded", "← reservation.capture.succeeded",
+		"← reservation.refund.succeeded", "← reservation.complete.succeeded", "· done:",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// startMain runs the whole worker in this process, on an embedded NATS server, against the
+// sandbox at apiURL.
+func startMain(t *testing.T, apiURL string) *Main {
+	t.Helper()
+	cfg := &Config{
+		APIURL: apiURL, APIToken: sandboxToken, APITimeout: 2 * time.Second, MaxAttempts: 2,
+		RetryInitial: time.Millisecond, RetryMax: 10 * time.Millisecond, HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(),
+		Concurrency: 4, AckWait: time.Second, DrainTimeout: time.Second, LeaseMargin: 100 * time.Millisecond,
+		Replicas: 1, WorkerName: "test",
+	}
+	m := NewMain(cfg, discardLogger())
+	m.EmbeddedAddr = "127.0.0.1:0"
+	if err := m.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Close() })
+	return m
+}
+
+// newSandbox serves a sandbox without rate limit on a free port.
+func newSandbox(t *testing.T) *sandboxServer {
+	t.Helper()
+	sb, err := startSandbox("127.0.0.1:0", sandbox.Options{Token: sandboxToken, RateLimit: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sb.Close)
+	return sb
+}
+
+func TestProbes(t *testing.T) {
+	m := startMain(t, newSandbox(t).URL)
+	get := func(path string) int {
+		resp, err := http.Get("http://" + m.HTTPAddr + path)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if h, r := get("/healthz"), get("/readyz"); h != 200 || r != 200 {
+		t.Fatalf("healthz %d, readyz %d while running", h, r)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if r := get("/readyz"); r == 200 {
+		t.Fatalf("readyz %d after Close", r)
+	}
+}
+
+// TestKilledWorker kills a worker process with SIGKILL while its capture is at the API, before
+// or after the API applied it, starts another, and checks that every command is answered once
+// and no capture happened twice.
+func TestKilledWorker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts worker processes")
+	}
+	for _, tc := range []struct {
+		name  string
+		fault sandbox.Fault
+		// resent: whether the second worker must send the killed capture again.
+		resent bool
+	}{
+		{"before the effect", sandbox.Fault{Latency: time.Minute, Times: 1}, true},
+		{"after the effect", sandbox.Fault{DropShare: 1, HangAfterEffect: time.Minute, Times: 1}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			killWorkerMidCall(t, tc.fault, tc.resent)
+		})
+	}
+}
+
+func killWorkerMidCall(t *testing.T, fault sandbox.Fault, resent bool) {
+	ns, err := embedded.Start(embedded.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+
+	sb := sandbox.New(sandbox.Options{Token: sandboxToken, RateLimit: -1, Seed: 7})
+	defer sb.Close()
+	var capturesSeen atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/reservations/capture/") {
+			capturesSeen.Add(1)
+		}
+		sb.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	api, err := frontpay.New(srv.URL, sandboxToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first capture hangs at the API until its worker is killed: the worker is gone mid-call.
+	sb.SetFault(frontpay.ReservationCapture, fault)
+
+	env := append(os.Environ(), asWorker+"=1",
+		"NATS_URL="+ns.ClientURL(), "FRONTPAY_API_URL="+srv.URL, "FRONTPAY_API_TOKEN="+sandboxToken,
+		"FRONTPAY_HTTP_ADDR=127.0.0.1:0", "FRONTPAY_API_TIMEOUT=5s", "FRONTPAY_ACK_WAIT=1s",
+		"FRONTPAY_LEASE_MARGIN=500ms", "FRONTPAY_RETRY_INITIAL=50ms", "FRONTPAY_RETRY_MAX=200ms",
+		"FRONTPAY_LOG_FORMAT=json", "FRONTPAY_LOG_LEVEL=debug", "FRONTPAY_DRAIN_TIMEOUT=5s")
+	first := startWorker(t, env)
+
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	waitFor(t, "the worker's streams", func() bool {
+		_, err := js.Stream(t.Context(), "FRONTPAY_COMMANDS")
+		return err == nil
+	})
+
+	const n = 4
+	ids := map[string]string{} // command id → reservation
+	for i := range n {
+		uuid, line := paidReservation(t, api, sb)
+		id := publishCommand(t, js, frontpay.ReservationCapture, map[string]any{
+			"reservationUuid": uuid, "grandTotal": 40, "products": []any{map[string]any{"id": line, "amount": 40}},
+			"additionalText": "parcel " + string(rune('A'+i)),
+		})
+		ids[id] = uuid
+	}
+	waitFor(t, "a capture at the API", func() bool { return capturesSeen.Load() > 0 })
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+
+	second := startWorker(t, env)
+	results := map[string]map[string]schemas.Event{} // command id → result ids
+	waitFor(t, "a result for every command", func() bool {
+		for _, ev := range readStream(t, js, "FRONTPAY_RESULTS") {
+			if results[ev.CausationID] == nil {
+				results[ev.CausationID] = map[string]schemas.Event{}
+			}
+			results[ev.CausationID][ev.ID] = ev
+		}
+		return len(results) == n
+	})
+	if err := second.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Wait(); err != nil {
+		t.Errorf("worker after SIGTERM: %v", err)
+	}
+
+	for id, evs := range results {
+		if len(evs) != 1 {
+			t.Errorf("command %s has %d distinct results", id, len(evs))
+		}
+		for _, ev := range evs {
+			if ev.Type != "reservation.capture.succeeded" {
+				t.Errorf("command %s: %s %s", id, ev.Type, ev.Data)
+			}
+		}
+	}
+	captures := map[string]int{}
+	for _, e := range sb.Ledger() {
+		if e.Op == string(frontpay.ReservationCapture) {
+			captures[e.UUID]++
+		}
+	}
+	for _, uuid := range ids {
+		if captures[uuid] != 1 {
+			t.Errorf("reservation %s captured %d times", uuid, captures[uuid])
+		}
+	}
+	if want := int64(n) + map[bool]int64{true: 1}[resent]; capturesSeen.Load() != want {
+		t.Errorf("the API saw %d captures, want %d", capturesSeen.Load(), want)
+	}
+}
+
+// startWorker starts the worker as a process of its own; its log goes to the test log on failure.
+func startWorker(t *testing.T, env []string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "run")
+	cmd.Env = env
+	var log syncBuffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("worker %d log:\n%s", cmd.Process.Pid, log.String())
+		}
+	})
+	return cmd
+}
+
+// syncBuffer is a bytes.Buffer safe for the process's two output streams.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// paidReservation submits a reservation of one 100 NOK line straight to the API, has the
+// customer pay it, and returns its UUID and the line's product id.
+func paidReservation(t *testing.T, api *frontpay.Client, sb *sandbox.Sandbox) (string, frontpay.Number) {
+	t.Helper()
+	var req frontpay.SubmitReservationRequest
+	due := time.Now().Add(time.Hour).Unix()
+	raw := `{"customerDetails":{"type":"private","countryCode":"+47","msisdn":"46567468","email":"a@example.no",
+		"name":"A","preferredLanguage":"no","address":{"street":"S 1","zip":"0150","city":"Oslo","country":"NO"}},
+		"orderDate":"` + itoa(time.Now().Unix()) + `","dueDateForPaymentLink":"` + itoa(due) + `",
+		"sendOrderBy":{"sms":false,"email":true},"products":{"0":{"name":"Wax","productId":null,"rate":100,"tax":"25","amount":100}},
+		"orderSummary":{"subTotal":100,"totalTax":25,"grandTotal":100}}`
+	if err := json.Unmarshal([]byte(raw), &req); err != nil {
+		t.Fatal(err)
+	}
+	res, err := api.SubmitReservation(t.Context(), &req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uuid := res.Data.ReservationUUID
+	if err := sb.Pay(uuid); err != nil {
+		t.Fatal(err)
+	}
+	d, err := api.Details(t.Context(), uuid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return uuid, d.Data.ProductList[0].ID
+}
+
+// publishCommand publishes a command of op and returns its id.
+func publishCommand(t *testing.T, js jetstream.JetStream, op frontpay.Operation, data any) string {
+	t.Helper()
+	ev, raw, err := newCommand(op, "test", "", "", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(schemas.CommandSubject("", op))
+	m.Data = raw
+	m.Header.Set(jetstream.MsgIDHeader, ev.ID)
+	if _, err := js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	return ev.ID
+}
+
+// readStream returns every event stored on a stream.
+func readStream(t *testing.T, js jetstream.JetStream, stream string) []schemas.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil || info.State.Msgs == 0 {
+		return nil
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := c.Fetch(int(info.State.Msgs), jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []schemas.Event
+	for m := range batch.Messages() {
+		var ev schemas.Event
+		if err := json.Unmarshal(m.Data(), &ev); err != nil {
+			t.Fatalf("%s holds %q: %v", stream, m.Data(), err)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

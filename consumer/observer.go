@@ -1,0 +1,43 @@
+package consumer
+
+import (
+	"time"
+
+	"github.com/nordpay/frontpay-worker/frontpay"
+	"github.com/nordpay/frontpay-worker/schemas"
+)
+
+// Observer is told what the worker does, for metrics. Its methods must be fast and safe for
+// concurrent use.
+type Observer interface {
+	// APICall: one HTTP attempt of an operation's own call, with its status (0: no answer).
+	APICall(op frontpay.Operation, status int, took time.Duration)
+	// Outcome: a command ended with a result event (reason empty on success).
+	Outcome(op frontpay.Operation, ok bool, reason schemas.Reason)
+	// Retry: a command will be attempted again.
+	Retry(op frontpay.Operation)
+	// Duplicate: a command was answered from its idempotency record, with no call.
+	Duplicate(op frontpay.Operation)
+	// IdempotencyConflict: a key came back with other data.
+	IdempotencyConflict(op frontpay.Operation)
+	// Ambiguous: a sent request's outcome is unknown.
+	Ambiguous(op frontpay.Operation)
+	// ReadBack: an unknown outcome was resolved: "applied", "not_applied" or "undecided".
+	ReadBack(op frontpay.Operation, verdict string)
+	// DeadLetter: a message was moved to the dead-letter stream.
+	DeadLetter()
+	// RateLimitWait: a call waited for the client-side rate limit.
+	RateLimitWait(took time.Duration)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) APICall(frontpay.Operation, int, time.Duration)   {}
+func (nopObserver) Outcome(frontpay.Operation, bool, schemas.Reason) {}
+func (nopObserver) Retry(frontpay.Operation)                         {}
+func (nopObserver) Duplicate(frontpay.Operation)                     {}
+func (nopObserver) IdempotencyConflict(frontpay.Operation)           {}
+func (nopObserver) Ambiguous(frontpay.Operation)                     {}
+func (nopObserver) ReadBack(frontpay.Operation, string)              {}
+func (nopObserver) DeadLetter()                                      {}
+func (nopObserver) RateLimitWait(time.Duration)                      {}
