@@ -18,7 +18,9 @@ import (
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/internal/embedded"
+	"github.com/nordpay/frontpay-worker/internal/metrics"
 	"github.com/nordpay/frontpay-worker/publisher"
+	"github.com/nordpay/frontpay-worker/status"
 )
 
 // Main is the whole worker: NATS (embedded or remote), the streams, the Front Payment client,
@@ -38,8 +40,11 @@ type Main struct {
 	server   *embedded.Server
 	nc       *nats.Conn
 	http     *http.Server
+	metrics  *metrics.Metrics
+	status   *status.Service
 	cancel   context.CancelFunc
 	done     chan error
+	polled   chan struct{}
 	ready    atomic.Bool
 	draining atomic.Bool
 	closed   sync.Once
@@ -86,27 +91,38 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 
-	limiter := consumer.NewRateLimiter(cfg.APIRate, nil)
+	if m.metrics, err = metrics.New(nil, func(ctx context.Context) ([]consumer.ConsumerLag, error) {
+		return topo.Lag(ctx, js)
+	}); err != nil {
+		return err
+	}
+	limiter := consumer.NewRateLimiter(cfg.APIRate, m.metrics)
 	api, err := frontpay.New(cfg.APIURL, string(cfg.APIToken),
 		frontpay.WithTimeout(cfg.APITimeout), frontpay.WithLimiter(limiter.Wait))
 	if err != nil {
 		return fmt.Errorf("FRONTPAY_API_URL: %w", err)
 	}
+	pub := publisher.New(js, log, 5*time.Second)
 	w := consumer.New(consumer.Config{
 		Topology: topo, Source: cfg.WorkerName, Instance: instanceName(),
 		MaxAttempts: cfg.MaxAttempts, RetryInitial: cfg.RetryInitial, RetryMax: cfg.RetryMax,
 		APITimeout: cfg.APITimeout, Concurrency: cfg.Concurrency, DrainTimeout: cfg.DrainTimeout, LeaseMargin: cfg.LeaseMargin,
-		Limiter: limiter, Logger: log,
-	}, js, kv, api, publisher.New(js, log, 5*time.Second))
+		Limiter: limiter, Observer: m.metrics, Logger: log,
+	}, js, kv, api, pub)
+	m.status = status.New(status.Config{
+		Prefix: cfg.SubjectPrefix, Source: cfg.WorkerName, Secret: string(cfg.CallbackSecret), Poll: cfg.HistoryPoll,
+		Logger: log.With("component", "status"), Observer: m.metrics, VerifyTimeout: cfg.DrainTimeout,
+	}, api, pub, kv)
 
 	if err := m.serveHTTP(); err != nil {
 		return err
 	}
 
 	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	m.cancel, m.done = cancel, make(chan error, 1)
+	m.cancel, m.done, m.polled = cancel, make(chan error, 1), make(chan struct{})
 	started := make(chan struct{})
 	go func() { m.done <- w.Run(work, func() { close(started) }) }()
+	go func() { m.status.Run(work); close(m.polled) }()
 	select {
 	case <-started:
 		m.ready.Store(true)
@@ -136,6 +152,10 @@ func (m *Main) close() error {
 		if err := <-m.done; err != nil {
 			errs = append(errs, err)
 		}
+		<-m.polled
+	}
+	if m.status != nil {
+		m.status.Close()
 	}
 	if m.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -162,9 +182,11 @@ func (m *Main) close() error {
 	return errors.Join(errs...)
 }
 
-// serveHTTP starts the HTTP server of probes (and, later, metrics and callbacks).
+// serveHTTP starts the HTTP server: probes, metrics and the callback receiver.
 func (m *Main) serveHTTP() error {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", m.metrics.Handler())
+	mux.Handle(status.CallbackPath, m.status.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})

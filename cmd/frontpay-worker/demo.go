@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -62,16 +63,18 @@ func demo(ctx context.Context, out io.Writer, verbose bool) error {
 		return err
 	}
 	defer d.close()
-	return d.reservationFlow(ctx, sb.Sandbox)
+	return d.reservationFlow(ctx, sb.Sandbox, "http://"+m.HTTPAddr+"/callbacks/frontpay")
 }
 
-// driver publishes commands and waits for their results, printing both.
+// driver publishes commands and waits for their results, printing both, and the status events
+// that come meanwhile.
 type driver struct {
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	out     io.Writer
-	results chan *nats.Msg
-	sub     *nats.Subscription
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	out      io.Writer
+	results  chan *nats.Msg
+	sub      *nats.Subscription
+	statuses int
 }
 
 func newDriver(url string, out io.Writer) (*driver, error) {
@@ -115,7 +118,7 @@ func (d *driver) call(ctx context.Context, op frontpay.Operation, data any) (sch
 		select {
 		case msg := <-d.results:
 			var ev schemas.Event
-			if json.Unmarshal(msg.Data, &ev) != nil || ev.CausationID != cmd.ID {
+			if json.Unmarshal(msg.Data, &ev) != nil || d.status(ev) || ev.CausationID != cmd.ID {
 				continue
 			}
 			fmt.Fprintf(d.out, "← %-28s %s\n", ev.Type, summary(ev))
@@ -131,6 +134,35 @@ func (d *driver) call(ctx context.Context, op frontpay.Operation, data any) (sch
 	}
 }
 
+// status prints a status event and reports whether ev was one.
+func (d *driver) status(ev schemas.Event) bool {
+	if !strings.HasSuffix(ev.Type, ".status.changed") {
+		return false
+	}
+	d.statuses++
+	fmt.Fprintf(d.out, "◆ %-28s %s\n", ev.Type, ev.Data)
+	return true
+}
+
+// awaitStatuses waits until n status events have been printed.
+func (d *driver) awaitStatuses(ctx context.Context, n int) error {
+	timeout := time.After(30 * time.Second)
+	for d.statuses < n {
+		select {
+		case msg := <-d.results:
+			var ev schemas.Event
+			if json.Unmarshal(msg.Data, &ev) == nil {
+				d.status(ev)
+			}
+		case <-timeout:
+			return fmt.Errorf("%d status events within 30s, want %d", d.statuses, n)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
 // summary shortens a result's data for printing: the failed command is left out.
 func summary(ev schemas.Event) string {
 	var f map[string]json.RawMessage
@@ -142,7 +174,7 @@ func summary(ev schemas.Event) string {
 	return string(ev.Data)
 }
 
-func (d *driver) reservationFlow(ctx context.Context, sb *sandbox.Sandbox) error {
+func (d *driver) reservationFlow(ctx context.Context, sb *sandbox.Sandbox, callbackURL string) error {
 	due := strconv.FormatInt(time.Now().Add(72*time.Hour).Unix(), 10)
 	submit := map[string]any{
 		"customerDetails": map[string]any{
@@ -157,6 +189,7 @@ func (d *driver) reservationFlow(ctx context.Context, sb *sandbox.Sandbox) error
 			"1": map[string]any{"name": "Ski poles", "productId": "POLE-2", "rate": 700, "tax": "25", "amount": 700},
 		},
 		"orderSummary": map[string]any{"subTotal": 1000, "totalTax": 250, "grandTotal": 1000},
+		"callback":     map[string]any{"callbackUrl": callbackURL},
 	}
 	ev, err := d.call(ctx, frontpay.ReservationSubmit, submit)
 	if err != nil {
@@ -203,6 +236,10 @@ func (d *driver) reservationFlow(ctx context.Context, sb *sandbox.Sandbox) error
 		return err
 	}
 	if _, err = d.call(ctx, frontpay.ReservationComplete, map[string]any{"reservationUuid": uuid, "note": "delivered"}); err != nil {
+		return err
+	}
+	// Front Payment calls back for reserved and captured; the worker checks each and publishes it.
+	if err := d.awaitStatuses(ctx, 2); err != nil {
 		return err
 	}
 	fmt.Fprintf(d.out, "· done: reservation %s captured 300.00 NOK, refunded 100.00 NOK, completed\n", uuid)

@@ -7,6 +7,7 @@
 //	frontpay-worker demo    one reservation driven end to end, printing the events it sees
 //	frontpay-worker publish wraps a payload in a command event, publishes it, prints the result
 //	frontpay-worker replay  re-publishes failed commands from their failure events
+//	frontpay-worker lag     each consumer's backlog; fails when a threshold is crossed
 package main
 
 import (
@@ -27,8 +28,10 @@ commands:
   demo      drive one reservation end to end through the sandbox and print the events
   publish   publish <operation> <file.json|->: wrap a payload in a command event, print the result
   replay    re-publish failed commands from their failure events (replay -h for the filters)
+  lag       each consumer's pending, ack-pending, redelivered, waiting and oldest command
+            (--json; --max-pending, --max-ack-pending, --max-age exit 1 when crossed)
 
-The tools (publish, replay) reach NATS through NATS_URL (default nats://127.0.0.1:4222, the
+The tools (publish, replay, lag) reach NATS through NATS_URL (default nats://127.0.0.1:4222, the
 embedded server of a local worker), NATS_CREDS/NATS_NKEY/NATS_TLS_* and FRONTPAY_SUBJECT_PREFIX.
 `
 
@@ -63,6 +66,8 @@ func run(ctx context.Context, args []string) error {
 		err = runPublish(ctx, args, os.Stdin, os.Stdout)
 	case "replay":
 		err = runReplay(ctx, args, os.Stdout)
+	case "lag":
+		err = runLag(ctx, args, os.Stdout)
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return nil

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -106,6 +107,7 @@ func TestDemo(t *testing.T) {
 	for _, want := range []string{
 		"← reservation.submit.succeeded", "← reservation.capture.succeeded",
 		"← reservation.refund.succeeded", "← reservation.complete.succeeded", "· done:",
+		`◆ reservation.status.changed   {"uuid":`, `"status":"reserved"`, `"status":"captured"`,
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
@@ -155,6 +157,20 @@ func TestProbes(t *testing.T) {
 	}
 	if h, r := get("/healthz"), get("/readyz"); h != 200 || r != 200 {
 		t.Fatalf("healthz %d, readyz %d while running", h, r)
+	}
+	resp, err := http.Get("http://" + m.HTTPAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, family := range []string{"frontpay_commands_total", "frontpay_consumer_pending", "frontpay_consumer_lag_up 1"} {
+		if !strings.Contains(string(body), family) {
+			t.Errorf("/metrics lacks %s", family)
+		}
+	}
+	if c := get("/callbacks/frontpay"); c != http.StatusBadRequest {
+		t.Errorf("a callback without parameters: %d", c)
 	}
 	if err := m.Close(); err != nil {
 		t.Fatal(err)

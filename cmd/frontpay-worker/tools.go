@@ -351,3 +351,55 @@ func (t *tool) replay(ctx context.Context, op frontpay.Operation, f failure) (st
 	}
 	return id, nil
 }
+
+// errThreshold is the exit of a lag check that found a threshold crossed.
+var errThreshold = errors.New("threshold crossed")
+
+// runLag prints each consumer's lag, and fails when a threshold given by flag is crossed.
+func runLag(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("lag", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	maxPending := fs.Uint64("max-pending", 0, "fail when a consumer has more commands not yet delivered (0: no check)")
+	maxAckPending := fs.Int("max-ack-pending", 0, "fail when a consumer has more commands delivered and not yet answered (0: no check)")
+	maxAge := fs.Duration("max-age", 0, "fail when a consumer's oldest unanswered command is older (0: no check)")
+	if err := fs.Parse(args); err != nil {
+		return errors.Join(err, errUsage)
+	}
+	t, err := openTool()
+	if err != nil {
+		return err
+	}
+	defer t.close()
+	lags, err := t.topo.Lag(ctx, t.js)
+	if err != nil {
+		return err
+	}
+	var crossed []string
+	for _, l := range lags {
+		switch {
+		case *maxPending > 0 && l.Pending > *maxPending:
+			crossed = append(crossed, fmt.Sprintf("%s: %d pending > %d", l.Consumer, l.Pending, *maxPending))
+		case *maxAckPending > 0 && l.AckPending > *maxAckPending:
+			crossed = append(crossed, fmt.Sprintf("%s: %d ack pending > %d", l.Consumer, l.AckPending, *maxAckPending))
+		case *maxAge > 0 && l.OldestAge > *maxAge:
+			crossed = append(crossed, fmt.Sprintf("%s: oldest %s > %s", l.Consumer, l.OldestAge.Round(time.Second), *maxAge))
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(lags); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(out, "%-36s %10s %11s %11s %8s %12s\n", "CONSUMER", "PENDING", "ACK PENDING", "REDELIVERED", "WAITING", "OLDEST")
+		for _, l := range lags {
+			fmt.Fprintf(out, "%-36s %10d %11d %11d %8d %12s\n", l.Consumer, l.Pending, l.AckPending, l.Redelivered, l.Waiting,
+				l.OldestAge.Round(time.Millisecond))
+		}
+	}
+	if len(crossed) > 0 {
+		return fmt.Errorf("%w: %s", errThreshold, strings.Join(crossed, "; "))
+	}
+	return nil
+}

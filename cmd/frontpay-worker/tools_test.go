@@ -3,15 +3,21 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+	"github.com/nordpay/frontpay-worker/internal/embedded"
 )
 
 // TestReplayFailedRefund fails a refund while the API is down, replays it once the API is back,
@@ -110,5 +116,59 @@ func TestPublishRefusesAnInvalidCommand(t *testing.T) {
 	if err := runPublish(t.Context(), []string{"reservation.nothing", "-"}, strings.NewReader(`{}`), &out); err == nil ||
 		!strings.Contains(err.Error(), "unknown operation") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestLagCheck reads a known backlog with no worker running, as a table, as JSON and as a check.
+func TestLagCheck(t *testing.T) {
+	ns, err := embedded.Start(embedded.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+	t.Setenv("NATS_URL", ns.ClientURL())
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if _, err := (consumer.Topology{AckWait: time.Second}).Ensure(t.Context(), js); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		publishCommand(t, js, frontpay.ReservationDetails, map[string]any{"reservationUuid": "RES1"})
+	}
+
+	var out bytes.Buffer
+	if err := runLag(t.Context(), nil, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^frontpay-reservation-details\s+3\s+0\s+0\s+0\s+\d`).MatchString(out.String()) {
+		t.Fatalf("table:\n%s", out.String())
+	}
+	out.Reset()
+	if err := runLag(t.Context(), []string{"--json"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	var lags []consumer.ConsumerLag
+	if err := json.Unmarshal(out.Bytes(), &lags); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	pending := map[string]uint64{}
+	for _, l := range lags {
+		pending[l.Consumer] = l.Pending
+	}
+	if pending["frontpay-reservation-details"] != 3 || pending["frontpay-sequencer"] != 3 || pending["frontpay-reservation-capture"] != 0 {
+		t.Fatalf("pending %v", pending)
+	}
+	if err := runLag(t.Context(), []string{"--max-pending", "3"}, io.Discard); err != nil {
+		t.Fatalf("at the threshold: %v", err)
+	}
+	if err := runLag(t.Context(), []string{"--max-pending", "2"}, io.Discard); !errors.Is(err, errThreshold) {
+		t.Fatalf("over the threshold: %v", err)
+	}
+	if err := runLag(t.Context(), []string{"--max-age", "1h"}, io.Discard); err != nil {
+		t.Fatalf("young backlog: %v", err)
 	}
 }

@@ -1,0 +1,265 @@
+package status
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/nordpay/frontpay-worker/frontpay"
+	"github.com/nordpay/frontpay-worker/schemas"
+)
+
+// API is what the package needs of *frontpay.Client.
+type API interface {
+	Details(ctx context.Context, reservationUUID string) (*frontpay.Result[frontpay.Reservation], error)
+	History(ctx context.Context, start, end time.Time) (*frontpay.Result[[]frontpay.HistoryEvent], error)
+}
+
+var _ API = (*frontpay.Client)(nil)
+
+// Publisher is what the package needs of *publisher.Publisher.
+type Publisher interface {
+	Publish(ctx context.Context, subject, msgID string, data []byte) error
+}
+
+// Where a change was seen: the data's "source".
+const (
+	SourceCallback = "callback"
+	SourceHistory  = "history"
+)
+
+// What became of a change, as told to Observer.Change.
+const (
+	Published = "published" // a new event was published
+	Duplicate = "duplicate" // the change had been published before
+	Rejected  = "rejected"  // the change was not confirmed or not readable: no event
+	Failed    = "failed"    // publishing or the state bucket failed: no event this time
+)
+
+// Observer is told what the service does, for metrics. Its methods must be fast and safe for
+// concurrent use.
+type Observer interface {
+	// Callback: a callback request was answered with the HTTP status code.
+	Callback(code int)
+	// Change: a change from source (SourceCallback or SourceHistory) ended with outcome
+	// (Published, Duplicate, Rejected or Failed).
+	Change(source, outcome string)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Callback(int)          {}
+func (nopObserver) Change(string, string) {}
+
+// Defaults of Config.
+const (
+	DefaultSource           = "frontpay-worker"
+	DefaultMaxInFlight      = 32
+	DefaultVerifyTimeout    = 2 * time.Minute
+	DefaultReadBackAttempts = 3
+	DefaultReadBackDelay    = 2 * time.Second
+)
+
+// Config configures a Service.
+type Config struct {
+	// Prefix is FRONTPAY_SUBJECT_PREFIX: "" or ending in ".".
+	Prefix string
+	// Source is the CloudEvents source of the events (the worker's name); default DefaultSource.
+	Source string
+	// Secret is FRONTPAY_CALLBACK_SECRET; where set a callback's checksum is required and checked.
+	Secret string
+	// Poll is FRONTPAY_HISTORY_POLL: how often Run polls the history; 0 never.
+	Poll time.Duration
+	// Logger; default discard.
+	Logger *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+	// Observer; default none.
+	Observer Observer
+
+	// MaxInFlight bounds the callback verifications running at once; default DefaultMaxInFlight.
+	MaxInFlight int
+	// VerifyTimeout bounds one callback's verification (read-backs and publishing).
+	VerifyTimeout time.Duration
+	// ReadBackAttempts is how often a callback's reservation is read before the callback is
+	// rejected (a read-back that fails or disagrees is tried again); default DefaultReadBackAttempts.
+	ReadBackAttempts int
+	// ReadBackDelay is the wait before the second read-back, doubling after; default DefaultReadBackDelay.
+	ReadBackDelay time.Duration
+	// HistoryLocation is the time zone of the history's "datetime"; default UTC.
+	HistoryLocation *time.Location
+}
+
+// Service receives callbacks and polls the history. Its methods are safe for concurrent use.
+type Service struct {
+	cfg Config
+	api API
+	pub Publisher
+	kv  jetstream.KeyValue
+	log *slog.Logger
+	obs Observer
+
+	sem    chan struct{}
+	mu     sync.Mutex // guards closed and wg.Add
+	closed bool
+	wg     sync.WaitGroup
+
+	pollMu sync.Mutex // one poll at a time
+}
+
+// New returns a Service publishing with pub and remembering published changes and the history
+// checkpoint in kv, the state bucket (consumer.Topology.StateBucket).
+func New(cfg Config, api API, pub Publisher, kv jetstream.KeyValue) *Service {
+	if cfg.Source == "" {
+		cfg.Source = DefaultSource
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = nopObserver{}
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.VerifyTimeout <= 0 {
+		cfg.VerifyTimeout = DefaultVerifyTimeout
+	}
+	if cfg.ReadBackAttempts <= 0 {
+		cfg.ReadBackAttempts = DefaultReadBackAttempts
+	}
+	if cfg.ReadBackDelay <= 0 {
+		cfg.ReadBackDelay = DefaultReadBackDelay
+	}
+	if cfg.HistoryLocation == nil {
+		cfg.HistoryLocation = time.UTC
+	}
+	return &Service{
+		cfg: cfg, api: api, pub: pub, kv: kv,
+		log: cfg.Logger.With("component", "status"),
+		obs: cfg.Observer,
+		sem: make(chan struct{}, cfg.MaxInFlight),
+	}
+}
+
+// Handler serves GET CallbackPath; other paths are 404, other methods 405.
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc(CallbackPath, s.serveCallback)
+	return mux
+}
+
+// Close stops taking callbacks (they are answered 503) and waits for the verifications in flight.
+func (s *Service) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+// EventID is the id of the status event of a canonical change: uuid, status in lower case, at
+// the time of the change truncated to the minute in RFC 3339 UTC, and amount with two decimals.
+// The amount is folded into the time argument of schemas.StatusID.
+func EventID(uuid, status, at, amount string) string {
+	return schemas.StatusID(uuid, status, at+"/"+amount)
+}
+
+// stateKey is the state bucket key that records a published change.
+func stateKey(id string) string { return "status." + id }
+
+// change is a canonical status change.
+type change struct {
+	resource string // "reservation" or "order"
+	uuid     string
+	status   string // lower case
+	cents    int64
+	method   string
+	at       time.Time // truncated to the minute, UTC
+	source   string
+}
+
+func minute(t time.Time) time.Time { return t.UTC().Truncate(time.Minute) }
+
+func (c change) data() schemas.StatusChange {
+	return schemas.StatusChange{
+		UUID: c.uuid, Status: c.status, Amount: frontpay.FromCents(c.cents).String(),
+		PaymentMethod: c.method, At: minute(c.at).Format(time.RFC3339), Source: c.source,
+	}
+}
+
+// emit publishes a change unless the state bucket says it was published before. It returns the
+// outcome: Published, Duplicate or Failed (with the error).
+func (s *Service) emit(ctx context.Context, c change) (string, error) {
+	d := c.data()
+	id := EventID(d.UUID, d.Status, d.At, d.Amount)
+	key := stateKey(id)
+	if _, err := s.kv.Get(ctx, key); err == nil {
+		return Duplicate, nil
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return Failed, fmt.Errorf("look up %s: %w", key, err)
+	}
+	ev, err := schemas.NewStatus(s.cfg.Source, c.resource, d)
+	if err != nil {
+		return Failed, err
+	}
+	ev.ID = id
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return Failed, err
+	}
+	if err := s.pub.Publish(ctx, schemas.StatusSubject(s.cfg.Prefix, c.resource), id, b); err != nil {
+		return Failed, err
+	}
+	mark := strconv.FormatInt(s.cfg.Now().Unix(), 10)
+	if _, err := s.kv.Create(ctx, key, []byte(mark)); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		// Published all the same; a later sighting publishes the same id again, which is harmless.
+		s.log.Warn("status event published but not recorded", "uuid", c.uuid, "status", c.status, "id", id, "err", err)
+	}
+	return Published, nil
+}
+
+// record emits a change and logs and counts the outcome; it returns the error of a Failed one.
+func (s *Service) record(ctx context.Context, c change) error {
+	outcome, err := s.emit(ctx, c)
+	s.obs.Change(c.source, outcome)
+	d := c.data()
+	attrs := []any{"source", c.source, "resource", c.resource, "uuid", c.uuid, "status", c.status,
+		"amount", d.Amount, "at", d.At}
+	switch outcome {
+	case Published:
+		s.log.Info("status change published", attrs...)
+	case Duplicate:
+		s.log.Debug("status change already published", attrs...)
+	default:
+		s.log.Error("status change not published", append(attrs, "err", err)...)
+	}
+	return err
+}
+
+// reject counts and logs a change that is not published.
+func (s *Service) reject(source, uuid, status, why string) {
+	s.obs.Change(source, Rejected)
+	s.log.Warn("status change rejected", "source", source, "uuid", uuid, "status", status, "why", why)
+}
+
+// methodPattern is a payment method token, checked after lower-casing.
+var methodPattern = regexp.MustCompile(`^[a-z]{1,20}$`)
+
+// paymentMethod returns the token in lower case, and false if it is not one.
+func paymentMethod(s string) (string, bool) {
+	s = strings.ToLower(s)
+	return s, methodPattern.MatchString(s)
+}
