@@ -111,7 +111,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}, js, kv, api, pub)
 	m.status = status.New(status.Config{
 		Prefix: cfg.SubjectPrefix, Source: cfg.WorkerName, Secret: string(cfg.CallbackSecret), Poll: cfg.HistoryPoll,
-		Logger: log.With("component", "status"), Observer: m.metrics, VerifyTimeout: cfg.DrainTimeout,
+		Logger: log, Observer: m.metrics, VerifyTimeout: cfg.DrainTimeout,
 	}, api, pub, kv)
 
 	if err := m.serveHTTP(); err != nil {

@@ -265,6 +265,9 @@ func killWorkerMidCall(t *testing.T, fault sandbox.Fault, resent bool) {
 	results := map[string]map[string]schemas.Event{} // command id → result ids
 	waitFor(t, "a result for every command", func() bool {
 		for _, ev := range readStream(t, js, "FRONTPAY_RESULTS") {
+			if ev.CausationID == "" {
+				continue // a status event of the history poll
+			}
 			if results[ev.CausationID] == nil {
 				results[ev.CausationID] = map[string]schemas.Event{}
 			}
