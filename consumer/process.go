@@ -73,7 +73,8 @@ func (w *Worker) execute(ctx context.Context, j *job) error {
 
 		case w.inFlight(j.cmd.Key) || now.Before(rec.Lease):
 			// Another delivery of this key is being worked on, here or by another worker.
-			return &retryLater{delay: max(time.Until(rec.Lease), 100*time.Millisecond), why: "key busy"}
+			// Look again soon rather than at the lease's end: the owner usually finishes first.
+			return &retryLater{delay: min(max(time.Until(rec.Lease), 100*time.Millisecond), 2*time.Second), why: "key busy"}
 
 		default:
 			// The owner's lease ran out: it crashed or was cut off. Take the key over; a request it may
@@ -116,10 +117,15 @@ func (w *Worker) run(ctx context.Context, j *job, rec *record, rev uint64) error
 				if frontpay.Classify(err) == frontpay.Permanent {
 					return w.fail(ctx, j, rec, rev, failureOf(err))
 				}
-				j.log.Warn("baseline read failed", "err", err)
+				// Like every read that gets no answer, it has a budget: the command must end.
+				rec.ReadBackFailures++
+				j.log.Warn("baseline read failed", "failures", rec.ReadBackFailures, "err", err)
+				if rec.ReadBackFailures >= w.cfg.MaxAttempts {
+					return w.fail(ctx, j, rec, rev, upstreamFailure(err))
+				}
 				return w.later(ctx, j, rec, rev, err)
 			}
-			rec.Baseline = baselineOf(&d.Data)
+			rec.Baseline, rec.ReadBackFailures = baselineOf(&d.Data), 0
 		}
 
 		// Record that a request is about to leave before it does: a crash from here on is
@@ -199,7 +205,7 @@ func (w *Worker) resolve(ctx context.Context, j *job, rec *record, rev uint64) (
 	}
 	v, response := readBack(op, j.cmd.Body, rec.Baseline, &d.Data)
 	w.obs.ReadBack(op, v.String())
-	j.log.Info("read back", "verdict", v, "attempts", rec.Attempts)
+	j.log.Info("read back", "verdict", v.String(), "attempts", rec.Attempts)
 	switch v {
 	case applied:
 		return rec, rev, w.succeed(ctx, j, rec, rev, http.StatusAccepted, successMessage[op], response)

@@ -45,7 +45,8 @@ type record struct {
 	Baseline *baseline `json:"baseline,omitempty"`
 	// SentAt is when the request in flight (state sending) was sent.
 	SentAt time.Time `json:"sentAt"`
-	// ReadBackFailures counts read-backs that could not be made (the API did not answer).
+	// ReadBackFailures counts reads of the reservation (the baseline, then read-backs) that could
+	// not be made (the API did not answer); it starts again once the baseline is read.
 	ReadBackFailures int `json:"readBackFailures,omitempty"`
 	// LastAnswer is the API's error answer to the last attempt, nil when none came: what an
 	// upstream_unavailable failure names when a later delivery finds the attempts spent.

@@ -227,13 +227,20 @@ func (w *Worker) dispatch(ctx context.Context, m jetstream.Msg, handle func(cont
 	go func() {
 		defer func() { <-w.sem; w.wg.Done() }()
 		// Tell JetStream the message is being worked on, so AckWait does not run out.
-		every := w.cfg.AckWait / 3
-		var t *time.Timer
-		t = time.AfterFunc(every, func() {
-			_ = m.InProgress()
-			t.Reset(every)
-		})
-		defer t.Stop()
+		done := make(chan struct{})
+		defer close(done)
+		go func() {
+			t := time.NewTicker(w.cfg.AckWait / 3)
+			defer t.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-t.C:
+					_ = m.InProgress()
+				}
+			}
+		}()
 		handle(ctx, m)
 	}()
 }
@@ -326,7 +333,7 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg) error {
 	}
 	var invalid *schemas.InvalidError
 	if errors.As(err, &invalid) {
-		err = w.invalid(ctx, op, raw, invalid)
+		err = w.invalid(ctx, m, op, invalid)
 	} else if err != nil {
 		return err
 	} else {
@@ -342,11 +349,12 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg) error {
 
 // waitTurn waits, for a short while in-process, until the command is first in its queue.
 func (w *Worker) waitTurn(ctx context.Context, resource string, md *jetstream.MsgMetadata) error {
-	// The first delivery waits a while in-process; later ones only look, so that commands waiting
-	// behind a long retry do not hold the worker's slots.
-	wait, patience := 5*time.Millisecond, 2*time.Second
+	// The first delivery waits a moment in-process (an earlier command of the reservation is often
+	// about to finish); later ones only look. A waiting command holds one of the worker's slots, so
+	// the wait is short, and the message comes back within a second.
+	wait, patience := 5*time.Millisecond, 250*time.Millisecond
 	if md.NumDelivered > 1 {
-		patience = 100 * time.Millisecond
+		patience = 0
 	}
 	deadline := time.Now().Add(patience)
 	for {
@@ -354,8 +362,8 @@ func (w *Worker) waitTurn(ctx context.Context, resource string, md *jetstream.Ms
 		if err != nil || ok {
 			return err
 		}
-		if time.Now().After(deadline) {
-			return &retryLater{delay: deliveryDelay(md.NumDelivered), why: "waiting for earlier commands of " + resource}
+		if !time.Now().Before(deadline) {
+			return &retryLater{delay: min(deliveryDelay(md.NumDelivered), time.Second), why: "waiting for earlier commands of " + resource}
 		}
 		select {
 		case <-ctx.Done():
@@ -367,12 +375,18 @@ func (w *Worker) waitTurn(ctx context.Context, resource string, md *jetstream.Ms
 }
 
 // invalid publishes the invalid_command failure of a JSON object that is not a valid command.
-// Nothing is recorded: no call is made, and a redelivery produces the very same event.
-func (w *Worker) invalid(ctx context.Context, op frontpay.Operation, raw []byte, e *schemas.InvalidError) error {
+// Nothing is recorded: no call is made, and a redelivery produces the very same event. A command
+// too large for a failure event to carry is copied to the dead-letter stream, and its failure
+// carries "command": null.
+func (w *Worker) invalid(ctx context.Context, m jetstream.Msg, op frontpay.Operation, e *schemas.InvalidError) error {
+	raw := m.Data()
 	o := schemas.OriginOf(op, raw)
 	f := e.Failure(raw)
 	if len(raw) > schemas.MaxCommandBytes {
-		// Too large to carry (and to replay): the failure names the problem without it.
+		w.obs.DeadLetter()
+		if err := w.pub.DeadLetter(ctx, schemas.DeadLetterSubject(w.cfg.Prefix, m.Subject()), m, "command too large"); err != nil {
+			return err
+		}
 		f.Command = json.RawMessage("null")
 	}
 	ev, err := schemas.NewFailure(w.cfg.Source, o, f, w.now())

@@ -72,8 +72,11 @@ func (p *Publisher) DeadLetter(ctx context.Context, subject string, orig jetstre
 	if md, err := orig.Metadata(); err == nil {
 		m.Header.Set(HeaderDeadLetterStream, md.Stream)
 		m.Header.Set(HeaderDeadLetterSeq, fmt.Sprint(md.Sequence.Stream))
-		// The copy is its own event: one per original message, whatever id the original claimed.
-		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("deadletter-%s-%d", md.Stream, md.Sequence.Stream))
+		// The original's own Nats-Msg-Id stays as it was; without one, the copy gets an id of its
+		// own, so that copying the same message again after a crash stores it once.
+		if m.Header.Get(jetstream.MsgIDHeader) == "" {
+			m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("deadletter-%s-%d", md.Stream, md.Sequence.Stream))
+		}
 	}
 	return p.publish(ctx, m)
 }

@@ -1,0 +1,74 @@
+package consumer
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nordpay/frontpay-worker/frontpay"
+	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+)
+
+// TestPerReservationOrder publishes a slow capture and then a complete for each of ten
+// reservations, with two worker replicas. A complete that overtook its capture would fail
+// (prerequisiteFailedToCompleteReservation); every one must succeed, after its capture, while the
+// captures of different reservations run at the same time.
+func TestPerReservationOrder(t *testing.T) {
+	t.Parallel()
+	h := setup(t, withoutWorker())
+	h.start("replica-1")
+	h.start("replica-2")
+	rs := h.paidN(t, 10)
+	h.sb.SetFault(frontpay.ReservationCapture, sandbox.Fault{Latency: 200 * time.Millisecond})
+
+	var captures, completes []command
+	for _, r := range rs {
+		captures = append(captures, h.publish(t, frontpay.ReservationCapture, captureData(r, 300, "in order")))
+		completes = append(completes, h.publish(t, frontpay.ReservationComplete, noteData(r.UUID, "in order")))
+	}
+	for i, r := range rs {
+		success(t, h.resultOf(t, captures[i]))
+		success(t, h.resultOf(t, completes[i]))
+		if captured, completed := h.capturedFirst(t, r.UUID); len(captured) != 1 || len(completed) != 1 {
+			t.Errorf("%s: captures %+v, completes %+v", r.UUID, captured, completed)
+		}
+	}
+	if n := h.calls.peakOf(frontpay.ReservationCapture); n < 2 {
+		t.Errorf("at most %d capture at a time: commands of different reservations did not run concurrently", n)
+	}
+}
+
+// TestOrderUnderLoad keeps a worker's two slots busy past AckWait while commands of ten
+// reservations arrive: their sequencer deliveries wait for a slot, JetStream delivers them
+// again, and the late copies must not queue commands that already ran. Every reservation then
+// takes its next command.
+func TestOrderUnderLoad(t *testing.T) {
+	t.Parallel()
+	h := setup(t, withoutWorker())
+	rs := h.paidN(t, 10)
+	w := h.start("two-slots", func(c *Config) { c.Concurrency = 2 })
+	h.sb.SetFault(frontpay.ReservationHistory, sandbox.Fault{Latency: ackWait + 800*time.Millisecond})
+	h.publish(t, frontpay.ReservationHistory, map[string]any{})
+	h.publish(t, frontpay.ReservationHistory, map[string]any{})
+	waitFor(t, func() bool { return h.calls.activeOf(frontpay.ReservationHistory) == 2 }, "both slots busy")
+
+	var cmds []command
+	for _, r := range rs {
+		cmds = append(cmds, h.publish(t, frontpay.ReservationDetails, map[string]any{"reservationUuid": r.UUID}))
+	}
+	for _, c := range cmds {
+		success(t, h.resultOf(t, c))
+	}
+	h.sb.SetFault(frontpay.ReservationHistory, sandbox.Fault{})
+	waitFor(t, func() bool { return h.consumerIdle(t, SequencerName) }, "the sequencer to settle")
+	for _, r := range rs {
+		if head, err := w.w.seq.queues.head(t.Context(), "reservation."+r.UUID); err != nil || head != 0 {
+			t.Errorf("%s: a command that ran is queued again (%d, %v)", r.UUID, head, err)
+		}
+	}
+	for i, r := range rs {
+		cmds[i] = h.publish(t, frontpay.ReservationCapture, captureData(r, 300, "next"))
+	}
+	for _, c := range cmds {
+		success(t, h.resultOf(t, c))
+	}
+}
