@@ -28,7 +28,7 @@ func newLogger(w io.Writer, format, level string) *slog.Logger {
 	if format == "json" {
 		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
 	}
-	return slog.New(tint.NewHandler(w, &tint.Options{Level: l, TimeFormat: "15:04:05.000", NoColor: !isTerminal(w)}))
+	return slog.New(tint.NewTextHandler(w, &tint.Options{Level: l, TimeFormat: "15:04:05.000", NoColor: !isTerminal(w)}))
 }
 
 func isTerminal(w io.Writer) bool {
