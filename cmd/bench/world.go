@@ -1,0 +1,590 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nordpay/frontpay-worker/consumer"
+	"github.com/nordpay/frontpay-worker/frontpay"
+	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+	"github.com/nordpay/frontpay-worker/internal/embedded"
+	"github.com/nordpay/frontpay-worker/internal/metrics"
+	"github.com/nordpay/frontpay-worker/publisher"
+	"github.com/nordpay/frontpay-worker/schemas"
+)
+
+// token is the sandbox's bearer token.
+const token = "bench-token"
+
+// source is the source of the commands the benchmark publishes.
+const source = "frontpay-bench"
+
+// epoch is the origin of the benchmark's monotonic timestamps (nanoseconds since epoch).
+var epoch = time.Now()
+
+// now is the benchmark's timestamp: nanoseconds since epoch, monotonic, never 0.
+func now() int64 { return int64(time.Since(epoch)) + 1 }
+
+// world is one scenario's setting: an embedded JetStream server with a file store in a temporary
+// directory, the worker's topology, and the sandbox over loopback HTTP behind a recorder.
+type world struct {
+	dir  string
+	srv  *embedded.Server
+	nc   *nats.Conn // the benchmark's own connection: setup, publishing, results
+	js   jetstream.JetStream
+	kv   jetstream.KeyValue
+	topo consumer.Topology
+	sb   *sandbox.Sandbox
+	http *httptest.Server
+	rec  *recorder
+	api  *frontpay.Client // the benchmark's client, for setup
+}
+
+// newWorld starts a world; close it with close.
+func newWorld(ctx context.Context, sbOpts sandbox.Options) (*world, error) {
+	w := &world{topo: consumer.Topology{AckWait: 30 * time.Second}, rec: newRecorder()}
+	var err error
+	if w.dir, err = os.MkdirTemp("", "frontpay-bench-"); err != nil {
+		return nil, err
+	}
+	if w.srv, err = embedded.Start(embedded.Options{StoreDir: w.dir}); err != nil {
+		w.close()
+		return nil, err
+	}
+	if w.nc, err = nats.Connect(w.srv.ClientURL(), nats.Name("frontpay-bench")); err != nil {
+		w.close()
+		return nil, err
+	}
+	if w.js, err = jetstream.New(w.nc, jetstream.WithPublishAsyncMaxPending(4096)); err != nil {
+		w.close()
+		return nil, err
+	}
+	if w.kv, err = w.topo.Ensure(ctx, w.js); err != nil {
+		w.close()
+		return nil, err
+	}
+	sbOpts.Token = token
+	w.sb = sandbox.New(sbOpts)
+	w.http = httptest.NewServer(w.rec.wrap(w.sb))
+	if w.api, err = frontpay.New(w.http.URL, token, frontpay.WithTimeout(30*time.Second)); err != nil {
+		w.close()
+		return nil, err
+	}
+	return w, nil
+}
+
+func (w *world) close() {
+	if w.http != nil {
+		w.http.Close()
+	}
+	if w.sb != nil {
+		w.sb.Close()
+	}
+	if w.nc != nil {
+		w.nc.Close()
+	}
+	if w.srv != nil {
+		w.srv.Shutdown()
+	}
+	if w.dir != "" {
+		_ = os.RemoveAll(w.dir)
+	}
+}
+
+// workerOptions are what a scenario sets of an in-process worker; the rest is production's
+// defaults (consumer.Config's, and the wiring of cmd/frontpay-worker).
+type workerOptions struct {
+	Concurrency int
+	APITimeout  time.Duration
+	APIRate     int // requests a minute; 0: no limit (FRONTPAY_API_RATE=0)
+}
+
+// runningWorker is a consumer.Worker running in this process on a connection of its own.
+type runningWorker struct {
+	nc     *nats.Conn
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startWorker starts a worker wired as cmd/frontpay-worker wires it (rate limiter, metrics
+// observer, publisher, a JSON logger at info level, here writing to io.Discard) and returns once
+// it consumes.
+func (w *world) startWorker(ctx context.Context, o workerOptions) (*runningWorker, error) {
+	nc, err := nats.Connect(w.srv.ClientURL(), nats.Name("frontpay-worker"))
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	obs, err := metrics.New(nil, nil)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	limiter := consumer.NewRateLimiter(o.APIRate, obs)
+	api, err := frontpay.New(w.http.URL, token, frontpay.WithTimeout(o.APITimeout), frontpay.WithLimiter(limiter.Wait))
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	wk := consumer.New(consumer.Config{
+		Topology: w.topo, Source: "frontpay-worker", Instance: "bench-worker",
+		APITimeout: o.APITimeout, Concurrency: o.Concurrency,
+		// Shutting down is not measured; in-flight commands are handed back sooner than
+		// production's 20s.
+		DrainTimeout: 2 * time.Second,
+		Limiter:      limiter, Observer: obs, Logger: log,
+	}, js, w.kv, api, publisher.New(js, log, 5*time.Second))
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	rw := &runningWorker{nc: nc, cancel: cancel, done: make(chan error, 1)}
+	ready := make(chan struct{})
+	go func() { rw.done <- wk.Run(runCtx, func() { close(ready) }) }()
+	select {
+	case <-ready:
+		return rw, nil
+	case err := <-rw.done:
+		cancel()
+		nc.Close()
+		return nil, fmt.Errorf("worker: %w", err)
+	case <-ctx.Done():
+		rw.stop()
+		return nil, ctx.Err()
+	}
+}
+
+// stop stops the worker and drains its connection.
+func (rw *runningWorker) stop() {
+	rw.cancel()
+	<-rw.done
+	drain(rw.nc)
+}
+
+// drain drains a connection, closing it after 10s at most.
+func drain(nc *nats.Conn) {
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return
+	}
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		nc.Close()
+	}
+}
+
+// recorder wraps the sandbox: for every API request it notes when it arrived, its answer's status
+// and how long the sandbox took, and sums the durations by reservation UUID.
+type recorder struct {
+	mu       sync.Mutex
+	byUUID   map[string]time.Duration
+	arrivals []int64 // now() of every API request since the last reset
+	statuses map[int]int
+}
+
+func newRecorder() *recorder {
+	return &recorder{byUUID: map[string]time.Duration{}, statuses: map[int]int{}}
+}
+
+// reset forgets everything recorded.
+func (r *recorder) reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.byUUID, r.arrivals, r.statuses = map[string]time.Duration{}, nil, map[int]int{}
+}
+
+// apiTime returns the time the API spent on requests naming uuid since the last reset.
+func (r *recorder) apiTime(uuid string) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.byUUID[uuid]
+}
+
+// counts returns the arrival times of the requests since the last reset and the count of answers
+// by status.
+func (r *recorder) counts() ([]int64, map[int]int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := make(map[int]int, len(r.statuses))
+	for k, v := range r.statuses {
+		st[k] = v
+	}
+	return append([]int64(nil), r.arrivals...), st
+}
+
+func (r *recorder) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if !strings.HasPrefix(req.URL.Path, "/api/") {
+			h.ServeHTTP(w, req)
+			return
+		}
+		start := time.Now()
+		arrived := now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(sw, req)
+		took := time.Since(start)
+		uuid := reservationOfPath(req.URL.Path)
+		r.mu.Lock()
+		if uuid != "" {
+			r.byUUID[uuid] += took
+		}
+		r.arrivals = append(r.arrivals, arrived)
+		r.statuses[sw.status]++
+		r.mu.Unlock()
+	})
+}
+
+// statusWriter notes the status of an answer; it passes Hijack through for the sandbox's
+// dropped-connection faults.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if !s.wrote {
+		s.status, s.wrote = code, true
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	s.wrote = true
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := s.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("hijack not supported")
+	}
+	s.status, s.wrote = 0, true
+	return hj.Hijack()
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// reservation is a reservation set up for the benchmark and the product id of its one line.
+type reservation struct {
+	UUID string
+	Line frontpay.Number
+}
+
+// submitRequest is a reservation of one 100 NOK line, as cmd/frontpay-worker's tests submit it.
+func submitRequest() (*frontpay.SubmitReservationRequest, error) {
+	var req frontpay.SubmitReservationRequest
+	t := time.Now()
+	raw := `{"customerDetails":{"type":"private","countryCode":"+47","msisdn":"46567468","email":"a@example.no",
+		"name":"A","preferredLanguage":"no","address":{"street":"S 1","zip":"0150","city":"Oslo","country":"NO"}},
+		"orderDate":"` + fmt.Sprint(t.Unix()) + `","dueDateForPaymentLink":"` + fmt.Sprint(t.Add(2*time.Hour).Unix()) + `",
+		"sendOrderBy":{"sms":false,"email":true},"products":{"0":{"name":"Wax","productId":null,"rate":100,"tax":"25","amount":100}},
+		"orderSummary":{"subTotal":100,"totalTax":25,"grandTotal":100}}`
+	return &req, json.Unmarshal([]byte(raw), &req)
+}
+
+// setupReservations submits n reservations through the client; with paid, the customer pays each
+// (sandbox.Pay) and its details are read for the line's product id. 32 at a time.
+func setupReservations(ctx context.Context, api *frontpay.Client, sb *sandbox.Sandbox, n int, paid bool) ([]reservation, error) {
+	out := make([]reservation, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 32)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for range min(32, max(n, 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, err := submitRequest()
+			if err != nil {
+				errs <- err
+				cancel()
+				return
+			}
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := setupOne(ctx, api, sb, req, paid, &out[i]); err != nil {
+					errs <- err
+					cancel()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return nil, fmt.Errorf("set up reservations: %w", err)
+	}
+	return out, ctx.Err()
+}
+
+func setupOne(ctx context.Context, api *frontpay.Client, sb *sandbox.Sandbox, req *frontpay.SubmitReservationRequest, paid bool, out *reservation) error {
+	res, err := api.SubmitReservation(ctx, req)
+	if err != nil {
+		return err
+	}
+	out.UUID = res.Data.ReservationUUID
+	if !paid {
+		return nil
+	}
+	if err := sb.Pay(out.UUID); err != nil {
+		return err
+	}
+	d, err := api.Details(ctx, out.UUID)
+	if err != nil {
+		return err
+	}
+	if len(d.Data.ProductList) == 0 {
+		return fmt.Errorf("reservation %s has no product lines", out.UUID)
+	}
+	out.Line = d.Data.ProductList[0].ID
+	return nil
+}
+
+// command is a command ready to publish.
+type command struct {
+	ID      string
+	UUID    string // the reservation it names
+	Subject string
+	Raw     []byte
+}
+
+// newCommand builds a command event of op on subject, as a shop would publish it.
+func newCommand(op frontpay.Operation, subject string, data any) (command, error) {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return command{}, err
+	}
+	ev := schemas.Event{
+		SpecVersion: "1.0", ID: newID(), Source: source, Type: schemas.CommandSubject("", op),
+		Time: time.Now().UTC().Format(time.RFC3339), DataContentType: "application/json", Data: raw,
+	}
+	b, err := json.Marshal(ev)
+	return command{ID: ev.ID, Subject: subject, Raw: b}, err
+}
+
+// captureCommands builds one capture of 40 NOK per reservation, on subject.
+func captureCommands(rs []reservation, subject string) ([]command, error) {
+	out := make([]command, len(rs))
+	for i, r := range rs {
+		c, err := newCommand(frontpay.ReservationCapture, subject, map[string]any{
+			"reservationUuid": r.UUID, "grandTotal": 40,
+			"products": []any{map[string]any{"id": r.Line, "amount": 40}}, "additionalText": "bench",
+		})
+		if err != nil {
+			return nil, err
+		}
+		c.UUID = r.UUID
+		out[i] = c
+	}
+	return out, nil
+}
+
+// detailsCommands builds one details command per reservation.
+func detailsCommands(rs []reservation) ([]command, error) {
+	out := make([]command, len(rs))
+	for i, r := range rs {
+		c, err := newCommand(frontpay.ReservationDetails, schemas.CommandSubject("", frontpay.ReservationDetails),
+			map[string]any{"reservationUuid": r.UUID})
+		if err != nil {
+			return nil, err
+		}
+		c.UUID = r.UUID
+		out[i] = c
+	}
+	return out, nil
+}
+
+// newID returns a random (version 4) UUID.
+func newID() string {
+	var u [16]byte
+	_, _ = rand.Read(u[:])
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+}
+
+// publishAll publishes cmds asynchronously as fast as the stream takes them, noting each one's
+// publish time in published, and waits until the stream has stored them all.
+func publishAll(ctx context.Context, js jetstream.JetStream, cmds []command, published []int64) error {
+	return publishPaced(ctx, js, cmds, published, 0)
+}
+
+// publishPaced publishes cmds asynchronously, perSecond a second (0: as fast as possible),
+// noting each one's publish time, and waits until the stream has stored them all.
+func publishPaced(ctx context.Context, js jetstream.JetStream, cmds []command, published []int64, perSecond float64) error {
+	futures := make([]jetstream.PubAckFuture, 0, len(cmds))
+	start := time.Now()
+	for i := 0; i < len(cmds); {
+		upTo := len(cmds)
+		if perSecond > 0 {
+			upTo = due(time.Since(start), perSecond, len(cmds))
+			if upTo <= i {
+				time.Sleep(500 * time.Microsecond)
+				continue
+			}
+		}
+		for ; i < upTo; i++ {
+			m := nats.NewMsg(cmds[i].Subject)
+			m.Data = cmds[i].Raw
+			m.Header.Set(jetstream.MsgIDHeader, cmds[i].ID)
+			published[i] = now()
+			f, err := js.PublishMsgAsync(m)
+			if err != nil {
+				return fmt.Errorf("publish: %w", err)
+			}
+			futures = append(futures, f)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(2 * time.Minute):
+		return errors.New("publish: the stream did not acknowledge every command within 2m")
+	}
+	for _, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("publish: %w", err)
+		}
+	}
+	return nil
+}
+
+// collector notes when the first result event of each command arrives, by subscribing to the
+// result subjects (it sees every publication, before and regardless of the stream's storing it).
+type collector struct {
+	index    map[string]int // command id → index
+	result   []atomic.Int64 // now() of the first result, by index
+	got      atomic.Int64
+	done     chan struct{}
+	mu       sync.Mutex
+	failures map[string]int // reason → count
+	subs     []*nats.Subscription
+}
+
+// collect subscribes to subjects for the results of cmds.
+func collect(nc *nats.Conn, cmds []command, subjects ...string) (*collector, error) {
+	c := &collector{index: make(map[string]int, len(cmds)), result: make([]atomic.Int64, len(cmds)),
+		done: make(chan struct{}), failures: map[string]int{}}
+	for i, cmd := range cmds {
+		c.index[cmd.ID] = i
+	}
+	if len(cmds) == 0 {
+		close(c.done)
+	}
+	for _, s := range subjects {
+		sub, err := nc.Subscribe(s, c.handle)
+		if err != nil {
+			c.stop()
+			return nil, err
+		}
+		_ = sub.SetPendingLimits(-1, -1)
+		c.subs = append(c.subs, sub)
+	}
+	return c, nc.Flush()
+}
+
+func (c *collector) handle(m *nats.Msg) {
+	at := now()
+	var ev struct {
+		CausationID string `json:"causationid"`
+		Data        struct {
+			Reason string `json:"reason"`
+		} `json:"data"`
+	}
+	if json.Unmarshal(m.Data, &ev) != nil {
+		return
+	}
+	i, ok := c.index[ev.CausationID]
+	if !ok || !c.result[i].CompareAndSwap(0, at) {
+		return
+	}
+	if strings.HasSuffix(m.Subject, ".failed") {
+		c.mu.Lock()
+		c.failures[ev.Data.Reason]++
+		c.mu.Unlock()
+	}
+	if c.got.Add(1) == int64(len(c.result)) {
+		close(c.done)
+	}
+}
+
+// wait waits until every command has a result, or timeout.
+func (c *collector) wait(ctx context.Context, timeout time.Duration) error {
+	select {
+	case <-c.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(timeout):
+		return fmt.Errorf("%d of %d results within %s", c.got.Load(), len(c.result), timeout)
+	}
+}
+
+// results returns the result times by index.
+func (c *collector) results() []int64 {
+	out := make([]int64, len(c.result))
+	for i := range c.result {
+		out[i] = c.result[i].Load()
+	}
+	return out
+}
+
+// failed returns the number of failure events and their reasons.
+func (c *collector) failed() (int, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, parts := 0, []string{}
+	for r, k := range c.failures {
+		n += k
+		parts = append(parts, fmt.Sprintf("%s ×%d", r, k))
+	}
+	return n, strings.Join(parts, ", ")
+}
+
+func (c *collector) stop() {
+	for _, s := range c.subs {
+		_ = s.Unsubscribe()
+	}
+}
+
+// apiTimes returns the API time of each command's reservation.
+func apiTimes(rec *recorder, cmds []command) []time.Duration {
+	out := make([]time.Duration, len(cmds))
+	for i, c := range cmds {
+		out[i] = rec.apiTime(c.UUID)
+	}
+	return out
+}
