@@ -25,6 +25,17 @@ type job struct {
 // execute drives the command through the idempotency state machine until its result event is
 // published (nil), or it must come back later (*retryLater, errLost, or an infrastructure error).
 func (w *Worker) execute(ctx context.Context, j *job) error {
+	// Most keys are new: claim first, and read the record only when the key exists.
+	now := w.now()
+	fresh := &record{
+		State: stateClaimed, Op: j.cmd.Op, Fingerprint: j.cmd.Fingerprint, CommandID: j.cmd.ID,
+		Resource: j.resource, Owner: w.cfg.Instance, Lease: now.Add(w.lease()), Updated: now,
+	}
+	if rev, err := w.store.create(ctx, j.cmd.Key, fresh); err == nil {
+		return w.run(ctx, j, fresh, rev)
+	} else if !errors.Is(err, errLost) {
+		return err
+	}
 	for {
 		rec, rev, err := w.store.get(ctx, j.cmd.Key)
 		if err != nil {
@@ -33,16 +44,14 @@ func (w *Worker) execute(ctx context.Context, j *job) error {
 		now := w.now()
 		switch {
 		case rec == nil:
-			rec = &record{
-				State: stateClaimed, Op: j.cmd.Op, Fingerprint: j.cmd.Fingerprint, CommandID: j.cmd.ID,
-				Resource: j.resource, Owner: w.cfg.Instance, Lease: now.Add(w.lease()), Updated: now,
-			}
-			if rev, err = w.store.create(ctx, j.cmd.Key, rec); errors.Is(err, errLost) {
+			// Gone since (the bucket's TTL): claim it afresh.
+			fresh.Lease, fresh.Updated = now.Add(w.lease()), now
+			if rev, err = w.store.create(ctx, j.cmd.Key, fresh); errors.Is(err, errLost) {
 				continue
 			} else if err != nil {
 				return err
 			}
-			return w.run(ctx, j, rec, rev)
+			return w.run(ctx, j, fresh, rev)
 
 		case rec.Fingerprint != j.cmd.Fingerprint:
 			w.obs.IdempotencyConflict(j.cmd.Op)
