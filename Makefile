@@ -8,7 +8,7 @@ BIN         := bin
 
 .PHONY: help
 help: ## List the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
 build: ## Build the binaries into bin/
@@ -39,3 +39,13 @@ demo: ## Drive one reservation through the sandbox and print what happened
 .PHONY: bench
 bench: ## Run the benchmark program on a quiet machine (about 5 min; writes bench.json)
 	$(GO) run ./cmd/bench -json bench.json
+
+.PHONY: deploy-check
+deploy-check: ## Check deploy/ against the code, and the alerts with promtool
+	$(GO) test -count=1 ./deploy
+	promtool check rules deploy/prometheus/alerts.yaml
+	promtool test rules deploy/prometheus/alerts_test.yaml
+
+.PHONY: deploy-update
+deploy-update: ## Regenerate deploy/nats/ from consumer.Topology
+	$(GO) test -count=1 ./deploy -run 'TestNATSDefinitions$$' -update
