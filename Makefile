@@ -36,6 +36,10 @@ sandbox: ## Serve the Front Payment sandbox on 127.0.0.1:8099
 demo: ## Drive one reservation through the sandbox and print what happened
 	$(GO) run ./cmd/frontpay-worker demo
 
+.PHONY: chaos
+chaos: ## Worker processes SIGKILLed, NATS restarted, API faults: no command lost, no effect doubled
+	$(GO) run ./cmd/chaos
+
 .PHONY: bench
 bench: ## Run the benchmark program on a quiet machine (about 5 min; writes bench.json)
 	$(GO) run ./cmd/bench -json bench.json

@@ -137,6 +137,11 @@ func (w *Worker) run(ctx context.Context, j *job, rec *record, rev uint64) error
 			rec.Baseline, rec.ReadBackFailures = baselineOf(&d.Data), 0
 		}
 
+		// Take the rate limiter's turn first (it may hold the call back for a 429's Retry-After):
+		// "sending" is recorded only when the request can leave at once.
+		if err := w.api.Wait(ctx); err != nil {
+			return w.later(ctx, j, rec, rev, err)
+		}
 		// Record that a request is about to leave before it does: a crash from here on is
 		// resolved by read-back, never by sending blindly.
 		now := w.now()
@@ -146,7 +151,7 @@ func (w *Worker) run(ctx context.Context, j *job, rec *record, rev uint64) error
 			return err
 		}
 		// The request may not outlive the lease: past it, another worker may take the key over.
-		callCtx, cancel := context.WithDeadline(ctx, now.Add(w.cfg.APITimeout))
+		callCtx, cancel := context.WithDeadline(frontpay.AfterWait(ctx), now.Add(w.cfg.APITimeout))
 		start := time.Now()
 		resp, err := w.api.Do(callCtx, op, j.cmd.Params, j.cmd.Body)
 		cancel()
@@ -179,6 +184,11 @@ func (w *Worker) run(ctx context.Context, j *job, rec *record, rev uint64) error
 		w.obs.Retry(op)
 		if delay > w.cfg.InProcessRetry {
 			return w.later(ctx, j, rec, rev, err)
+		}
+		// What the sleep follows is on record first: "claimed" when nothing was sent, so that a
+		// crash during the wait is not taken for a request in flight.
+		if rev, err = w.store.update(ctx, j.cmd.Key, rec, rev); err != nil {
+			return err
 		}
 		if err := sleep(ctx, delay); err != nil {
 			return w.later(ctx, j, rec, rev, err)

@@ -20,6 +20,8 @@ import (
 type API interface {
 	Do(ctx context.Context, op frontpay.Operation, params []string, body frontpay.Validator) (*frontpay.Response, error)
 	Details(ctx context.Context, reservationUUID string) (*frontpay.Result[frontpay.Reservation], error)
+	// Wait waits for the client's rate limiter; a call made with frontpay.AfterWait then goes at once.
+	Wait(ctx context.Context) error
 }
 
 // Publisher is what the worker needs to put events on JetStream.

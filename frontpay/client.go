@@ -158,13 +158,30 @@ func (c *Client) Do(ctx context.Context, op Operation, params []string, body Val
 			return nil, fmt.Errorf("frontpay %s: %w", op, fieldError("body", "json", err.Error()))
 		}
 	}
-	if c.wait != nil {
-		if err := c.wait(ctx); err != nil {
+	if ctx.Value(waitedKey{}) == nil {
+		if err := c.Wait(ctx); err != nil {
 			return nil, &Error{Op: op, Err: fmt.Errorf("wait for rate limit: %w", err)}
 		}
 	}
 	return c.send(ctx, op, ep.Method, path, payload)
 }
+
+// waitedKey marks a context whose call has had its turn of the limiter already.
+type waitedKey struct{}
+
+// Wait blocks until the limiter (WithLimiter) lets a call go; nil at once without one. A caller
+// that must record "about to send" only once the call can really leave waits here first and
+// then calls with AfterWait(ctx).
+func (c *Client) Wait(ctx context.Context) error {
+	if c.wait == nil {
+		return nil
+	}
+	return c.wait(ctx)
+}
+
+// AfterWait returns a context telling the client that the caller has waited for the limiter for
+// this one call (Client.Wait), so the call does not wait again.
+func AfterWait(ctx context.Context) context.Context { return context.WithValue(ctx, waitedKey{}, true) }
 
 // send makes the HTTP attempt. It tracks whether a connection was handed to the request: before
 // that nothing can have reached the API, after it the request counts as sent.

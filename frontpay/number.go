@@ -51,7 +51,7 @@ func Str(s string) Number {
 // ParseNumber reads s as a numeric value that will be written as a bare JSON number.
 func ParseNumber(s string) (Number, error) {
 	if !numeric(s) {
-		return Number{}, fmt.Errorf("%q is not numeric (at most %d characters, exponent of two digits)", truncate(s, 32), MaxNumberText)
+		return Number{}, fmt.Errorf("not numeric (at most %d characters, exponent of two digits)", MaxNumberText)
 	}
 	return Number{text: s}, nil
 }
@@ -148,13 +148,13 @@ func (n *Number) UnmarshalJSON(b []byte) error {
 			return err
 		}
 		if !numeric(s) {
-			return fmt.Errorf("string %q is not numeric (at most %d characters, exponent of two digits)", truncate(s, 32), MaxNumberText)
+			return fmt.Errorf("a string that is not numeric (at most %d characters, exponent of two digits)", MaxNumberText)
 		}
 		*n = Number{text: s, quoted: true}
 		return nil
 	case len(b) > 0 && (b[0] == '-' || (b[0] >= '0' && b[0] <= '9')):
 		if !json.Valid(b) || !numeric(string(b)) {
-			return fmt.Errorf("%q is not a number (at most %d characters, exponent of two digits)", truncate(string(b), 32), MaxNumberText)
+			return fmt.Errorf("a number of more than %d characters or with an exponent of more than two digits", MaxNumberText)
 		}
 		*n = Number{text: string(b)}
 		return nil
@@ -204,11 +204,4 @@ func jsonKind(b []byte) string {
 		return "null"
 	}
 	return "a number"
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }

@@ -228,7 +228,13 @@ func connect(cfg *NATSConfig, url string, log *slog.Logger) (*nats.Conn, error) 
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
 		nats.RetryOnFailedConnect(true),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", "err", err) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("NATS disconnected", "err", err)
+			}
+		}),
+		// A refused TLS handshake or authorization shows here, while the connection retries.
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS connect failed", "err", err) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("NATS reconnected", "url", nc.ConnectedUrlRedacted()) }),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { log.Warn("NATS error", "err", err) }),
 	}
@@ -264,6 +270,10 @@ func ensure(ctx context.Context, topo consumer.Topology, js jetstream.JetStream,
 		kv, err := topo.Ensure(ctx, js)
 		if err == nil {
 			return kv, nil
+		}
+		if nc := js.Conn(); nc.IsClosed() {
+			// Closed for good (authorization refused): say why rather than wait.
+			return nil, fmt.Errorf("set up streams: NATS connection closed: %w", errors.Join(nc.LastError(), err))
 		}
 		log.Warn("setting up streams", "err", err)
 		select {

@@ -1,0 +1,312 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nordpay/frontpay-worker/frontpay"
+	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+)
+
+const sandboxToken = "sandbox-token"
+
+// cluster is the system under test: one nats-server, one sandbox, the worker replicas.
+type cluster struct {
+	cfg                 config
+	dir                 string
+	natsBin, workerBin  string
+	natsPort            int
+	natsURL, sandboxURL string
+	progress            func(format string, args ...any)
+	mu                  sync.Mutex
+	nats, sandbox       *proc
+	workers             []*worker // the live incarnation of each replica
+	retired             []*worker // killed or stopped incarnations, with their last scrape
+	incarnations        int
+	kills, natsRestarts int
+	natsDown            time.Duration
+	faults              map[frontpay.Operation]sandbox.Fault
+	extraEnv            []string // added to the workers\' environment, overriding
+	stopScrape          chan struct{}
+	scrapeDone          chan struct{}
+}
+
+func (c *cluster) startNATS() error {
+	p, err := startProc("nats-server", filepath.Join(c.dir, "nats-server.log"), c.natsBin,
+		[]string{"-js", "-sd", filepath.Join(c.dir, "jetstream"), "-p", strconv.Itoa(c.natsPort), "-a", "127.0.0.1"}, baseEnv())
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.nats = p
+	c.mu.Unlock()
+	// Ready once JetStream answers.
+	return waitFor(context.Background(), 30*time.Second, "nats-server", func() bool {
+		if p.exited() {
+			return true
+		}
+		nc, err := nats.Connect(c.natsURL, nats.Timeout(time.Second))
+		if err != nil {
+			return false
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return false
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err = js.AccountInfo(ctx)
+		return err == nil
+	})
+}
+
+func (c *cluster) startSandbox() error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	c.sandboxURL = "http://" + addr
+	env := append(baseEnv(), "FRONTPAY_LOG_FORMAT=json", "FRONTPAY_LOG_LEVEL="+c.cfg.LogLevel)
+	p, err := startProc("sandbox", filepath.Join(c.dir, "sandbox.log"), c.workerBin,
+		[]string{"sandbox", "-addr", addr, "-token", sandboxToken, "-rate", "-1", "-seed", strconv.FormatInt(c.cfg.Seed, 10)}, env)
+	if err != nil {
+		return err
+	}
+	c.sandbox = p
+	return waitFor(context.Background(), 30*time.Second, "the sandbox", func() bool {
+		resp, err := http.Get(c.sandboxURL + "/sandbox/ledger")
+		if err != nil {
+			return p.exited()
+		}
+		resp.Body.Close()
+		return true
+	})
+}
+
+// workerEnv is the worker's configuration: short waits so that crashes are recovered in seconds.
+func (c *cluster) workerEnv(replica int) []string {
+	return append(append(baseEnv(),
+		"NATS_URL="+c.natsURL,
+		"FRONTPAY_API_URL="+c.sandboxURL,
+		"FRONTPAY_API_TOKEN="+sandboxToken,
+		"FRONTPAY_HTTP_ADDR=127.0.0.1:0",
+		"FRONTPAY_ACK_WAIT=2s",
+		"FRONTPAY_LEASE_MARGIN=500ms",
+		"FRONTPAY_API_TIMEOUT=3s",
+		"FRONTPAY_RETRY_INITIAL=50ms",
+		"FRONTPAY_RETRY_MAX=1s",
+		"FRONTPAY_MAX_ATTEMPTS=8",
+		"FRONTPAY_HISTORY_POLL=0",
+		"FRONTPAY_API_RATE=0",
+		"FRONTPAY_DRAIN_TIMEOUT=5s",
+		"FRONTPAY_LOG_FORMAT=json",
+		"FRONTPAY_LOG_LEVEL="+c.cfg.LogLevel,
+		"FRONTPAY_WORKER_NAME=chaos-replica-"+strconv.Itoa(replica),
+	), c.extraEnv...)
+}
+
+// startWorker starts a new incarnation of replica and waits until it is ready.
+func (c *cluster) startWorker(replica int) (*worker, error) {
+	c.mu.Lock()
+	c.incarnations++
+	n := c.incarnations
+	c.mu.Unlock()
+	logPath := filepath.Join(c.dir, fmt.Sprintf("worker-r%d-%02d.log", replica, n))
+	p, err := startProc(fmt.Sprintf("worker r%d #%d", replica, n), logPath, c.workerBin, []string{"run"}, c.workerEnv(replica))
+	if err != nil {
+		return nil, err
+	}
+	w := &worker{replica: replica, incarnation: n, proc: p}
+	c.mu.Lock()
+	for len(c.workers) <= replica {
+		c.workers = append(c.workers, nil)
+	}
+	c.workers[replica] = w
+	c.mu.Unlock()
+	err = waitFor(context.Background(), 90*time.Second, "worker "+p.name+" to be ready", func() bool {
+		if p.exited() {
+			return true
+		}
+		w.http = readyAddr(logPath)
+		return w.http != ""
+	})
+	if err == nil && p.exited() {
+		err = fmt.Errorf("worker %s exited at start: %v (log %s)", p.name, p.err, logPath)
+	}
+	return w, err
+}
+
+// scrapeLoop scrapes every live worker each second, so that a killed one's figures are known
+// up to its last second.
+func (c *cluster) scrapeLoop() {
+	c.stopScrape, c.scrapeDone = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(c.scrapeDone)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-c.stopScrape:
+				return
+			case <-t.C:
+			}
+			c.mu.Lock()
+			ws := append([]*worker(nil), c.workers...)
+			c.mu.Unlock()
+			for _, w := range ws {
+				if w != nil {
+					w.scrape()
+				}
+			}
+		}
+	}()
+}
+
+// kill SIGKILLs the live incarnation of replica (after a last scrape) and starts another.
+func (c *cluster) kill(replica int) error {
+	c.mu.Lock()
+	w := c.workers[replica]
+	c.mu.Unlock()
+	w.scrape()
+	w.proc.stop(syscall.SIGKILL, 5*time.Second)
+	c.mu.Lock()
+	c.kills++
+	c.retired = append(c.retired, w)
+	c.mu.Unlock()
+	c.progress("killed replica %d (pid %d, %s) with SIGKILL", replica, w.proc.pid(), filepath.Base(w.proc.log))
+	nw, err := c.startWorker(replica)
+	if err == nil {
+		c.progress("replica %d restarted (pid %d)", replica, nw.proc.pid())
+	}
+	return err
+}
+
+// restartNATS stops the server with sig, leaves it down for down, and starts it again on the
+// same port and store.
+func (c *cluster) restartNATS(sig syscall.Signal, down time.Duration) error {
+	c.mu.Lock()
+	p := c.nats
+	c.mu.Unlock()
+	start := time.Now()
+	p.stop(sig, 15*time.Second)
+	time.Sleep(down)
+	if err := c.startNATS(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.natsRestarts++
+	c.natsDown += time.Since(start)
+	c.mu.Unlock()
+	c.progress("nats-server restarted (%s), down %s", sig, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// stopWorkers stops every live worker with SIGTERM (a drain), after a last scrape.
+func (c *cluster) stopWorkers() {
+	if c.stopScrape != nil {
+		close(c.stopScrape)
+		<-c.scrapeDone
+		c.stopScrape = nil
+	}
+	c.mu.Lock()
+	ws := c.workers
+	c.workers = nil
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, w := range ws {
+		if w == nil {
+			continue
+		}
+		w.scrape()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.proc.stop(syscall.SIGTERM, 15*time.Second)
+		}()
+		c.mu.Lock()
+		c.retired = append(c.retired, w)
+		c.mu.Unlock()
+	}
+	wg.Wait()
+}
+
+// close kills whatever still runs.
+func (c *cluster) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, w := range c.workers {
+		if w != nil {
+			w.proc.stop(syscall.SIGKILL, 5*time.Second)
+		}
+	}
+	for _, p := range []*proc{c.sandbox, c.nats} {
+		if p != nil {
+			p.stop(syscall.SIGTERM, 10*time.Second)
+		}
+	}
+}
+
+// setFault sets the sandbox's fault of op over its HTTP control.
+func (c *cluster) setFault(op frontpay.Operation, f sandbox.Fault) error {
+	b, _ := json.Marshal(f) // durations as nanoseconds, which the control reads too
+	req, _ := http.NewRequest(http.MethodPut, c.sandboxURL+"/sandbox/faults/"+string(op), bytes.NewReader(b))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("set fault of %s: %w", op, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		msg, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("set fault of %s: %s %s", op, resp.Status, msg)
+	}
+	if c.faults == nil {
+		c.faults = map[frontpay.Operation]sandbox.Fault{}
+	}
+	c.faults[op] = f
+	return nil
+}
+
+// pay is the customer paying a reservation at checkout.
+func (c *cluster) pay(uuid string) error {
+	resp, err := http.Post(c.sandboxURL+"/sandbox/reservations/"+uuid+"/pay", "application/json", nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("pay %s: %s %s", uuid, resp.Status, bytes.TrimSpace(msg))
+	}
+	return nil
+}
+
+// ledger reads the sandbox's effects.
+func (c *cluster) ledger() ([]sandbox.Effect, []byte, error) {
+	resp, err := http.Get(c.sandboxURL + "/sandbox/ledger")
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the ledger: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read the ledger: %w", err)
+	}
+	var effects []sandbox.Effect
+	if err := json.Unmarshal(raw, &effects); err != nil {
+		return nil, nil, fmt.Errorf("decode the ledger: %w", err)
+	}
+	return effects, raw, nil
+}
