@@ -2,6 +2,8 @@
 
 GO          ?= go
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.8.0
+FUZZTIME    ?= 10s
 BIN         := bin
 
 .DEFAULT_GOAL := help
@@ -19,10 +21,23 @@ test: ## Run every test with the race detector
 	$(GO) test -race -count=1 ./...
 
 .PHONY: lint
-lint: ## gofmt, go vet and staticcheck
+lint: vulncheck ## gofmt, go vet, staticcheck and govulncheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+
+.PHONY: vulncheck
+vulncheck: ## govulncheck; fails on a finding, warns when the vulnerability database is out of reach
+	@$(GO) run $(GOVULNCHECK) ./... ; rc=$$?; \
+	if [ $$rc -eq 3 ]; then exit 1; fi; \
+	if [ $$rc -ne 0 ]; then echo "govulncheck could not run (exit $$rc): is vuln.go.dev reachable?"; fi
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME (default 10s) each
+	$(GO) test -run '^$$' -fuzz '^FuzzParseCommand$$' -fuzztime $(FUZZTIME) ./schemas
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeResponse$$' -fuzztime $(FUZZTIME) ./frontpay
+	$(GO) test -run '^$$' -fuzz '^FuzzNumber$$' -fuzztime $(FUZZTIME) ./frontpay
+	$(GO) test -run '^$$' -fuzz '^FuzzCallbackQuery$$' -fuzztime $(FUZZTIME) ./status
 
 .PHONY: run
 run: ## Run the worker on an embedded NATS server against a local sandbox
