@@ -309,10 +309,10 @@ func sequencerRedelivered(t *testing.T) {
 	if md, err := second.Metadata(); err != nil || md.Sequence.Stream != c.Seq || md.NumDelivered != 2 {
 		t.Fatalf("second sequencer delivery: %+v, %v", md, err)
 	}
-	w.handleSequencer(t.Context(), first)
-	w.handleCommand(t.Context(), fetch(ConsumerName(c.Op)))
+	w.handleSequencer(t.Context(), first, nil)
+	w.handleCommand(t.Context(), fetch(ConsumerName(c.Op)), &slot{sem: make(chan struct{}, 1)})
 	success(t, h.resultOf(t, c))
-	w.handleSequencer(t.Context(), second)
+	w.handleSequencer(t.Context(), second, nil)
 
 	if head, err := w.seq.queues.head(t.Context(), "reservation."+r.UUID); err != nil || head != 0 {
 		t.Fatalf("the finished command %d is queued again (head %d, %v): its reservation is blocked for as long as the stream keeps it", c.Seq, head, err)

@@ -25,8 +25,11 @@ import (
 //     the stream is in its queue, and
 //  2. the command's sequence is the lowest in its reservation's queue.
 //
-// It removes the sequence once the command's result is published, before acking. Commands of
-// different reservations never wait for each other; commands without a reservation or order
+// It removes the sequence once the command's result is published, before acking. A command whose
+// turn has not come waits in-process without holding one of the worker's slots, woken when a
+// command of its reservation finishes in the same process and looking every 100ms for those that
+// finish elsewhere; after 30s it is handed back. Commands of different reservations never wait for
+// each other; commands without a reservation or order
 // (submit, session, order.create, history) are not queued.
 
 // queueKey is the state bucket key of a resource's queue.

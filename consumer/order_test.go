@@ -1,6 +1,8 @@
 package consumer
 
 import (
+	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -70,5 +72,49 @@ func TestOrderUnderLoad(t *testing.T) {
 	}
 	for _, c := range cmds {
 		success(t, h.resultOf(t, c))
+	}
+}
+
+// TestHotReservationBacklog queues many commands on a few reservations for a worker with few
+// slots. Commands waiting for their turn give their slot back and are woken when the command
+// before them finishes: the backlog drains without a single redelivery, and in publish order.
+func TestHotReservationBacklog(t *testing.T) {
+	t.Parallel()
+	h := setup(t, withoutWorker())
+	rs := h.paidN(t, 3)
+	h.start("four-slots", func(c *Config) { c.Concurrency = 4 })
+	var cmds []command
+	for i := range 30 {
+		for _, r := range rs {
+			cmds = append(cmds, h.publish(t, frontpay.ReservationResend, map[string]any{
+				"reservationUuid": r.UUID, "email": fmt.Sprintf("hot-%d@example.no", i)}))
+		}
+	}
+	for _, c := range cmds {
+		success(t, h.resultOf(t, c))
+	}
+	info, err := h.js.Consumer(t.Context(), h.topo.CommandStream(), ConsumerName(frontpay.ReservationResend))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci, err := info.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci.Delivered.Consumer != uint64(len(cmds)) {
+		t.Errorf("%d deliveries of %d commands: waiting commands were handed back and redelivered", ci.Delivered.Consumer, len(cmds))
+	}
+	for _, r := range rs {
+		var got []string
+		for _, e := range h.effects(frontpay.ReservationResend, r.UUID) {
+			var body struct{ Email string }
+			_ = json.Unmarshal(e.Body, &body)
+			got = append(got, body.Email)
+		}
+		for i, email := range got {
+			if want := fmt.Sprintf("hot-%d@example.no", i); email != want {
+				t.Fatalf("%s: resend %d went to %s, want %s (publish order)", r.UUID, i, email, want)
+			}
+		}
 	}
 }

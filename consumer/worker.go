@@ -115,7 +115,8 @@ type Worker struct {
 	log    *slog.Logger
 
 	mu       sync.Mutex
-	inflight map[string]bool // idempotency keys being run in this process
+	inflight map[string]bool     // idempotency keys being run in this process
+	turns    map[string]*waiters // per resource: the commands waiting here for their turn
 	sem      chan struct{}
 	wg       sync.WaitGroup
 	stopping chan struct{}
@@ -134,6 +135,7 @@ func New(cfg Config, js jetstream.JetStream, kv jetstream.KeyValue, api API, pub
 		obs:      cfg.Observer,
 		log:      cfg.Logger,
 		inflight: map[string]bool{},
+		turns:    map[string]*waiters{},
 		sem:      make(chan struct{}, cfg.Concurrency),
 		stopping: make(chan struct{}),
 	}
@@ -166,7 +168,7 @@ func (w *Worker) Run(ctx context.Context, ready func()) error {
 			cc.Stop()
 		}
 	}()
-	start := func(name string, handle func(context.Context, jetstream.Msg)) error {
+	start := func(name string, handle func(context.Context, jetstream.Msg, *slot)) error {
 		c, err := stream.Consumer(ctx, name)
 		if err != nil {
 			return fmt.Errorf("open consumer %s: %w", name, err)
@@ -216,18 +218,44 @@ func (w *Worker) Run(ctx context.Context, ready func()) error {
 	return nil
 }
 
+// slot is one of the worker's Concurrency places, held by a message while it is worked on.
+type slot struct {
+	sem  chan struct{}
+	held bool
+}
+
+// release gives the place back (a command waiting for its turn does not need one).
+func (s *slot) release() {
+	if s.held {
+		<-s.sem
+		s.held = false
+	}
+}
+
+// acquire takes a place again.
+func (s *slot) acquire(ctx context.Context) error {
+	select {
+	case s.sem <- struct{}{}:
+		s.held = true
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // dispatch runs handle for m on a goroutine of its own, within the concurrency limit. Once
 // stopping, messages still arriving are handed back at once.
-func (w *Worker) dispatch(ctx context.Context, m jetstream.Msg, handle func(context.Context, jetstream.Msg)) {
+func (w *Worker) dispatch(ctx context.Context, m jetstream.Msg, handle func(context.Context, jetstream.Msg, *slot)) {
 	select {
 	case w.sem <- struct{}{}:
 	case <-w.stopping:
 		_ = m.Nak()
 		return
 	}
+	s := &slot{sem: w.sem, held: true}
 	w.wg.Add(1)
 	go func() {
-		defer func() { <-w.sem; w.wg.Done() }()
+		defer func() { s.release(); w.wg.Done() }()
 		// Tell JetStream the message is being worked on, so AckWait does not run out.
 		done := make(chan struct{})
 		defer close(done)
@@ -243,12 +271,12 @@ func (w *Worker) dispatch(ctx context.Context, m jetstream.Msg, handle func(cont
 				}
 			}
 		}()
-		handle(ctx, m)
+		handle(ctx, m, s)
 	}()
 }
 
 // handleSequencer queues a command on its reservation or order.
-func (w *Worker) handleSequencer(ctx context.Context, m jetstream.Msg) {
+func (w *Worker) handleSequencer(ctx context.Context, m jetstream.Msg, _ *slot) {
 	md, err := m.Metadata()
 	if err == nil {
 		op, _ := schemas.OpFromSubject(w.cfg.Prefix, m.Subject())
@@ -265,8 +293,8 @@ func (w *Worker) handleSequencer(ctx context.Context, m jetstream.Msg) {
 }
 
 // handleCommand processes one command delivery and settles it.
-func (w *Worker) handleCommand(ctx context.Context, m jetstream.Msg) {
-	err := w.process(ctx, m)
+func (w *Worker) handleCommand(ctx context.Context, m jetstream.Msg, s *slot) {
+	err := w.process(ctx, m, s)
 	w.settle(ctx, m, err)
 }
 
@@ -309,7 +337,7 @@ func deliveryDelay(n uint64) time.Duration {
 }
 
 // process decodes a command, waits for its turn on its reservation, runs it and dequeues it.
-func (w *Worker) process(ctx context.Context, m jetstream.Msg) error {
+func (w *Worker) process(ctx context.Context, m jetstream.Msg, s *slot) error {
 	md, err := m.Metadata()
 	if err != nil {
 		return err
@@ -329,7 +357,7 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg) error {
 
 	resource := resourceOf(op, raw)
 	if resource != "" {
-		if err := w.waitTurn(ctx, resource, md); err != nil {
+		if err := w.waitTurn(ctx, resource, md, s); err != nil {
 			return err
 		}
 	}
@@ -344,35 +372,101 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg) error {
 		err = w.execute(ctx, j)
 	}
 	if err == nil && resource != "" {
-		err = w.seq.queues.remove(ctx, resource, md.Sequence.Stream)
+		if err = w.seq.queues.remove(ctx, resource, md.Sequence.Stream); err == nil {
+			w.turnTaken(resource)
+		}
 	}
 	return err
 }
 
-// waitTurn waits, for a short while in-process, until the command is first in its queue.
-func (w *Worker) waitTurn(ctx context.Context, resource string, md *jetstream.MsgMetadata) error {
-	// The first delivery waits a moment in-process (an earlier command of the reservation is often
-	// about to finish); later ones only look. A waiting command holds one of the worker's slots, so
-	// the wait is short, and the message comes back within a second.
-	wait, patience := 5*time.Millisecond, 250*time.Millisecond
-	if md.NumDelivered > 1 {
-		patience = 0
+// parkLimit bounds how long a command waits in-process for its turn before it is handed back.
+const parkLimit = 30 * time.Second
+
+// waitTurn returns once the command is first in its reservation's queue. While it waits it gives
+// its slot back, so commands waiting behind a long one never hold the worker's places. It looks
+// again whenever a command of the reservation finishes in this process, and every 100ms for those
+// finished by other replicas.
+func (w *Worker) waitTurn(ctx context.Context, resource string, md *jetstream.MsgMetadata, s *slot) error {
+	// A queue entry whose message has left the stream is looked for once the command has waited
+	// a second (or come back a few times): it cannot be removed by its own command.
+	staleAt := time.Now().Add(time.Second)
+	look := func() (bool, error) {
+		stale := md.NumDelivered > 3 || time.Now().After(staleAt)
+		if stale {
+			staleAt = time.Now().Add(time.Second)
+		}
+		return w.seq.turn(ctx, w.stream, resource, md.Sequence.Stream, stale)
 	}
-	deadline := time.Now().Add(patience)
+	if ok, err := look(); err != nil || ok {
+		return err
+	}
+	s.release()
+	changed, done := w.wait(resource)
+	defer done()
+	limit := time.NewTimer(parkLimit)
+	defer limit.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	for {
-		ok, err := w.seq.turn(ctx, w.stream, resource, md.Sequence.Stream, md.NumDelivered > 3)
-		if err != nil || ok {
-			return err
-		}
-		if !time.Now().Before(deadline) {
-			return &retryLater{delay: min(deliveryDelay(md.NumDelivered), time.Second), why: "waiting for earlier commands of " + resource}
-		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(wait):
+		case <-w.stopping:
+			return &retryLater{delay: 0, why: "stopping"}
+		case <-limit.C:
+			return &retryLater{delay: time.Second, why: "waiting for earlier commands of " + resource}
+		case <-changed():
+		case <-tick.C:
 		}
-		wait = min(wait*2, 100*time.Millisecond)
+		ok, err := look()
+		if err != nil {
+			return err
+		}
+		if ok {
+			return s.acquire(ctx)
+		}
+	}
+}
+
+// waiters are the commands of one resource waiting in this process for their turn.
+type waiters struct {
+	n       int
+	changed chan struct{} // closed when a command of the resource finishes here
+}
+
+// wait registers a waiter of resource; it returns the channel to watch (a function, since the
+// channel is replaced after each close) and the function that unregisters.
+func (w *Worker) wait(resource string) (changed func() <-chan struct{}, done func()) {
+	w.mu.Lock()
+	ws, ok := w.turns[resource]
+	if !ok {
+		ws = &waiters{changed: make(chan struct{})}
+		w.turns[resource] = ws
+	}
+	ws.n++
+	w.mu.Unlock()
+	changed = func() <-chan struct{} {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return ws.changed
+	}
+	done = func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if ws.n--; ws.n == 0 {
+			delete(w.turns, resource)
+		}
+	}
+	return changed, done
+}
+
+// turnTaken wakes the commands of resource waiting in this process.
+func (w *Worker) turnTaken(resource string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if ws, ok := w.turns[resource]; ok {
+		close(ws.changed)
+		ws.changed = make(chan struct{})
 	}
 }
 
