@@ -117,7 +117,8 @@ type Worker struct {
 	mu       sync.Mutex
 	inflight map[string]bool     // idempotency keys being run in this process
 	turns    map[string]*waiters // per resource: the commands waiting here for their turn
-	sem      chan struct{}
+	sem      chan struct{}       // slots of the commands
+	seqSem   chan struct{}       // slots of the sequencer, so that queueing never waits behind commands
 	wg       sync.WaitGroup
 	stopping chan struct{}
 }
@@ -137,6 +138,7 @@ func New(cfg Config, js jetstream.JetStream, kv jetstream.KeyValue, api API, pub
 		inflight: map[string]bool{},
 		turns:    map[string]*waiters{},
 		sem:      make(chan struct{}, cfg.Concurrency),
+		seqSem:   make(chan struct{}, 16),
 		stopping: make(chan struct{}),
 	}
 }
@@ -168,12 +170,12 @@ func (w *Worker) Run(ctx context.Context, ready func()) error {
 			cc.Stop()
 		}
 	}()
-	start := func(name string, handle func(context.Context, jetstream.Msg, *slot)) error {
+	start := func(name string, sem chan struct{}, handle func(context.Context, jetstream.Msg, *slot)) error {
 		c, err := stream.Consumer(ctx, name)
 		if err != nil {
 			return fmt.Errorf("open consumer %s: %w", name, err)
 		}
-		cc, err := c.Consume(func(m jetstream.Msg) { w.dispatch(work, m, handle) },
+		cc, err := c.Consume(func(m jetstream.Msg) { w.dispatch(work, m, sem, handle) },
 			jetstream.PullMaxMessages(max(w.cfg.Concurrency/2, 8)),
 			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 				w.log.Debug("consume", "consumer", name, "err", err)
@@ -184,11 +186,11 @@ func (w *Worker) Run(ctx context.Context, ready func()) error {
 		consumes = append(consumes, cc)
 		return nil
 	}
-	if err := start(SequencerName, w.handleSequencer); err != nil {
+	if err := start(SequencerName, w.seqSem, w.handleSequencer); err != nil {
 		return err
 	}
 	for _, op := range frontpay.Operations() {
-		if err := start(ConsumerName(op), w.handleCommand); err != nil {
+		if err := start(ConsumerName(op), w.sem, w.handleCommand); err != nil {
 			return err
 		}
 	}
@@ -245,14 +247,14 @@ func (s *slot) acquire(ctx context.Context) error {
 
 // dispatch runs handle for m on a goroutine of its own, within the concurrency limit. Once
 // stopping, messages still arriving are handed back at once.
-func (w *Worker) dispatch(ctx context.Context, m jetstream.Msg, handle func(context.Context, jetstream.Msg, *slot)) {
+func (w *Worker) dispatch(ctx context.Context, m jetstream.Msg, sem chan struct{}, handle func(context.Context, jetstream.Msg, *slot)) {
 	select {
-	case w.sem <- struct{}{}:
+	case sem <- struct{}{}:
 	case <-w.stopping:
 		_ = m.Nak()
 		return
 	}
-	s := &slot{sem: w.sem, held: true}
+	s := &slot{sem: sem, held: true}
 	w.wg.Add(1)
 	go func() {
 		defer func() { s.release(); w.wg.Done() }()
@@ -371,6 +373,9 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, s *slot) error {
 			"op", op, "id", cmd.ID, "key", cmd.Key, "correlationid", cmd.CorrelationID, "resource", cmd.Resource)}
 		err = w.execute(ctx, j)
 	}
+	// The result is out: what is left (dequeue, ack) calls no API, so the slot goes to the next
+	// command now.
+	s.release()
 	if err == nil && resource != "" {
 		if err = w.seq.queues.remove(ctx, resource, md.Sequence.Stream); err == nil {
 			w.turnTaken(resource)
@@ -396,6 +401,20 @@ func (w *Worker) waitTurn(ctx context.Context, resource string, md *jetstream.Ms
 			staleAt = time.Now().Add(time.Second)
 		}
 		return w.seq.turn(ctx, w.stream, resource, md.Sequence.Stream, stale)
+	}
+	// Every earlier command of the stream must be queued first: the sequencer is usually a
+	// moment behind, so this wait is short and polled closely.
+	for pause := time.Millisecond; ; pause = min(pause*2, 20*time.Millisecond) {
+		ok, err := w.seq.floorReached(ctx, md.Sequence.Stream)
+		if err != nil {
+			return err
+		}
+		if ok {
+			break
+		}
+		if err := sleep(ctx, pause); err != nil {
+			return err
+		}
 	}
 	if ok, err := look(); err != nil || ok {
 		return err
