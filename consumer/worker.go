@@ -118,6 +118,7 @@ type Worker struct {
 	inflight map[string]bool     // idempotency keys being run in this process
 	turns    map[string]*waiters // per resource: the commands waiting here for their turn
 	sem      chan struct{}       // slots of the commands
+	parked   chan struct{}       // commands waiting here for their turn, without a slot
 	seqSem   chan struct{}       // slots of the sequencer, so that queueing never waits behind commands
 	wg       sync.WaitGroup
 	stopping chan struct{}
@@ -138,6 +139,7 @@ func New(cfg Config, js jetstream.JetStream, kv jetstream.KeyValue, api API, pub
 		inflight: map[string]bool{},
 		turns:    map[string]*waiters{},
 		sem:      make(chan struct{}, cfg.Concurrency),
+		parked:   make(chan struct{}, 4*cfg.Concurrency),
 		seqSem:   make(chan struct{}, 16),
 		stopping: make(chan struct{}),
 	}
@@ -245,7 +247,7 @@ func (s *slot) acquire(ctx context.Context) error {
 	}
 }
 
-// dispatch runs handle for m on a goroutine of its own, within the concurrency limit. Once
+// dispatch runs handle for m on a goroutine of its own, within the limit of sem's slots. Once
 // stopping, messages still arriving are handed back at once.
 func (w *Worker) dispatch(ctx context.Context, m jetstream.Msg, sem chan struct{}, handle func(context.Context, jetstream.Msg, *slot)) {
 	select {
@@ -402,22 +404,16 @@ func (w *Worker) waitTurn(ctx context.Context, resource string, md *jetstream.Ms
 		}
 		return w.seq.turn(ctx, w.stream, resource, md.Sequence.Stream, stale)
 	}
-	// Every earlier command of the stream must be queued first: the sequencer is usually a
-	// moment behind, so this wait is short and polled closely.
-	for pause := time.Millisecond; ; pause = min(pause*2, 20*time.Millisecond) {
-		ok, err := w.seq.floorReached(ctx, md.Sequence.Stream)
-		if err != nil {
-			return err
-		}
-		if ok {
-			break
-		}
-		if err := sleep(ctx, pause); err != nil {
-			return err
-		}
-	}
 	if ok, err := look(); err != nil || ok {
 		return err
+	}
+	// Waiting places are limited (4 × Concurrency); when they are taken, the command is handed
+	// back rather than held, so that waiting commands never keep out the ones they wait for.
+	select {
+	case w.parked <- struct{}{}:
+		defer func() { <-w.parked }()
+	default:
+		return &retryLater{delay: min(deliveryDelay(md.NumDelivered), time.Second), why: "waiting for earlier commands of " + resource}
 	}
 	s.release()
 	changed, done := w.wait(resource)
