@@ -139,7 +139,7 @@ func New(cfg Config, js jetstream.JetStream, kv jetstream.KeyValue, api API, pub
 		inflight: map[string]bool{},
 		turns:    map[string]*waiters{},
 		sem:      make(chan struct{}, cfg.Concurrency),
-		parked:   make(chan struct{}, 4*cfg.Concurrency),
+		parked:   make(chan struct{}, max(4*cfg.Concurrency, 1024)),
 		seqSem:   make(chan struct{}, 16),
 		stopping: make(chan struct{}),
 	}
@@ -407,7 +407,7 @@ func (w *Worker) waitTurn(ctx context.Context, resource string, md *jetstream.Ms
 	if ok, err := look(); err != nil || ok {
 		return err
 	}
-	// Waiting places are limited (4 × Concurrency); when they are taken, the command is handed
+	// Waiting places are limited (4 × Concurrency, at least 1024); when they are taken, the command is handed
 	// back rather than held, so that waiting commands never keep out the ones they wait for.
 	select {
 	case w.parked <- struct{}{}:
