@@ -140,7 +140,7 @@ func New(cfg Config, js jetstream.JetStream, kv jetstream.KeyValue, api API, pub
 		turns:    map[string]*waiters{},
 		sem:      make(chan struct{}, cfg.Concurrency),
 		parked:   make(chan struct{}, max(4*cfg.Concurrency, 1024)),
-		seqSem:   make(chan struct{}, 16),
+		seqSem:   make(chan struct{}, cfg.Concurrency),
 		stopping: make(chan struct{}),
 	}
 }
