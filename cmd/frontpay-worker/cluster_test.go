@@ -569,7 +569,8 @@ func BenchmarkClusterThroughput(b *testing.B) {
 	// paidReservation wants a *testing.T only for its helpers; build the reservations here.
 	var uuids []string
 	for range reservations {
-		uuids = append(uuids, benchReservation(b, api, sb.Sandbox))
+		uuid, _ := paidReservation(b, api, sb.Sandbox)
+		uuids = append(uuids, uuid)
 	}
 	nc, err := nats.Connect(c.URLs())
 	if err != nil {
@@ -677,27 +678,4 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// benchReservation is paidReservation for a benchmark.
-func benchReservation(b *testing.B, api *frontpay.Client, sb *sandbox.Sandbox) string {
-	b.Helper()
-	var req frontpay.SubmitReservationRequest
-	due := time.Now().Add(time.Hour).Unix()
-	raw := `{"customerDetails":{"type":"private","countryCode":"+47","msisdn":"46567468","email":"a@example.no",
-		"name":"A","preferredLanguage":"no","address":{"street":"S 1","zip":"0150","city":"Oslo","country":"NO"}},
-		"orderDate":"` + itoa(time.Now().Unix()) + `","dueDateForPaymentLink":"` + itoa(due) + `",
-		"sendOrderBy":{"sms":false,"email":true},"products":{"0":{"name":"Wax","productId":null,"rate":100,"tax":"25","amount":100}},
-		"orderSummary":{"subTotal":100,"totalTax":25,"grandTotal":100}}`
-	if err := json.Unmarshal([]byte(raw), &req); err != nil {
-		b.Fatal(err)
-	}
-	res, err := api.SubmitReservation(b.Context(), &req)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := sb.Pay(res.Data.ReservationUUID); err != nil {
-		b.Fatal(err)
-	}
-	return res.Data.ReservationUUID
 }

@@ -350,7 +350,7 @@ func (b *syncBuffer) String() string {
 
 // paidReservation submits a reservation of one 100 NOK line straight to the API, has the
 // customer pay it, and returns its UUID and the line's product id.
-func paidReservation(t *testing.T, api *frontpay.Client, sb *sandbox.Sandbox) (string, frontpay.Number) {
+func paidReservation(t testing.TB, api *frontpay.Client, sb *sandbox.Sandbox) (string, frontpay.Number) {
 	t.Helper()
 	var req frontpay.SubmitReservationRequest
 	due := time.Now().Add(time.Hour).Unix()
