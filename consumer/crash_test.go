@@ -232,7 +232,7 @@ func TestCrashWindows(t *testing.T) {
 		if ok, err := w.seq.turn(t.Context(), w.stream, resource, c.Seq, false); !ok || err != nil {
 			t.Errorf("a redelivery after the removal must run: %v, %v", ok, err)
 		}
-		h.send(t, c, newID())
+		h.send(t, c, schemas.NewID())
 		h.copies(t, c.Key, 2)
 		next := h.publish(t, frontpay.ReservationCapture, captureData(r, 300, "after"))
 		success(t, h.resultOf(t, next))

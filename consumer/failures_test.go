@@ -123,7 +123,7 @@ func TestFailureReasons(t *testing.T) {
 				t.Errorf("conflict event %s (first %s); %d calls on %s", got.Event.ID, was.Event.ID, h.calls.touching(other.UUID), other.UUID)
 			}
 			// The key's own record is untouched: a duplicate of the first still gets its success.
-			again := h.send(t, first, newID())
+			again := h.send(t, first, schemas.NewID())
 			waitFor(t, func() bool { return len(h.sent.find(byCause(again.ID))) >= 2 }, "the first result again")
 			if rec, _, err := (&store{kv: h.kv}).get(t.Context(), "conflict-1"); err != nil || rec.EventID != was.Event.ID {
 				t.Errorf("record after the conflict: %+v, %v", rec, err)

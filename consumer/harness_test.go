@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -418,15 +417,6 @@ type command struct {
 
 func (c command) String() string { return fmt.Sprintf("%s %s (key %s)", c.Op, c.ID, c.Key) }
 
-// newID returns a random version 4 UUID.
-func newID() string {
-	var u [16]byte
-	_, _ = rand.Read(u[:])
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
-}
-
 // withKey sets a command's idempotency key.
 func withKey(key string) func(*schemas.Event) {
 	return func(e *schemas.Event) { e.IdempotencyKey = key }
@@ -440,7 +430,7 @@ func newCommand(t testing.TB, op frontpay.Operation, data any, edits ...func(*sc
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := newID()
+	id := schemas.NewID()
 	ev := schemas.Event{
 		SpecVersion: "1.0", ID: id, Source: "shop/test", Type: schemas.CommandSubject("", op),
 		Time: time.Now().UTC().Format(time.RFC3339), DataContentType: "application/json",

@@ -327,5 +327,5 @@ func runHostile(t *testing.T, h *harness, cases []hostile) {
 // hostileValid is a valid details command of a reservation that does not exist.
 func hostileValid(t *testing.T) []byte {
 	t.Helper()
-	return hostileEnvelope(frontpay.ReservationDetails, "", newID(), `{"reservationUuid":"NOPE3"}`, "")
+	return hostileEnvelope(frontpay.ReservationDetails, "", schemas.NewID(), `{"reservationUuid":"NOPE3"}`, "")
 }

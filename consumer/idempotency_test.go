@@ -71,7 +71,7 @@ func TestReplay(t *testing.T) {
 	answeredWith := func(c command, was received) {
 		t.Helper()
 		copies := len(h.sent.find(byKey(c.Key)))
-		h.send(t, c, newID())
+		h.send(t, c, schemas.NewID())
 		waitFor(t, func() bool { return len(h.sent.find(byKey(c.Key))) > copies }, "an answer to "+c.String())
 		if got := h.sent.find(byKey(c.Key))[copies]; !bytes.Equal(got.Data, was.Data) {
 			t.Errorf("%s answered with\n%s\nwant\n%s", c, got.Data, was.Data)

@@ -2,6 +2,7 @@ package schemas
 
 import (
 	"cmp"
+	"crypto/rand"
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/binary"
@@ -158,8 +159,19 @@ func nameUUID(parts ...string) string {
 		h.Write(binary.AppendUvarint(nil, uint64(len(part))))
 		h.Write([]byte(part))
 	}
-	u := h.Sum(nil)[:16]
-	u[6] = u[6]&0x0f | 0x50
+	return formatUUID(h.Sum(nil)[:16], 5)
+}
+
+// NewID returns a random (version 4) UUID: the id of a new command event.
+func NewID() string {
+	var u [16]byte
+	_, _ = rand.Read(u[:])
+	return formatUUID(u[:], 4)
+}
+
+// formatUUID sets the version and variant bits of u and writes it in the 8-4-4-4-12 form.
+func formatUUID(u []byte, version byte) string {
+	u[6] = u[6]&0x0f | version<<4
 	u[8] = u[8]&0x3f | 0x80
 	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
 }

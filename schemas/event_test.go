@@ -186,3 +186,12 @@ func TestEventSchemasRefuse(t *testing.T) {
 		}
 	}
 }
+
+func TestNewID(t *testing.T) {
+	t.Parallel()
+	v4 := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	a, b := NewID(), NewID()
+	if !v4.MatchString(a) || !v4.MatchString(b) || a == b {
+		t.Errorf("NewID gave %q and %q, want two distinct version 4 UUIDs", a, b)
+	}
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -382,7 +381,7 @@ func newCommand(op frontpay.Operation, subject string, data any) (command, error
 		return command{}, err
 	}
 	ev := schemas.Event{
-		SpecVersion: "1.0", ID: newID(), Source: source, Type: schemas.CommandSubject("", op),
+		SpecVersion: "1.0", ID: schemas.NewID(), Source: source, Type: schemas.CommandSubject("", op),
 		Time: time.Now().UTC().Format(time.RFC3339), DataContentType: "application/json", Data: raw,
 	}
 	b, err := json.Marshal(ev)
@@ -419,15 +418,6 @@ func detailsCommands(rs []reservation) ([]command, error) {
 		out[i] = c
 	}
 	return out, nil
-}
-
-// newID returns a random (version 4) UUID.
-func newID() string {
-	var u [16]byte
-	_, _ = rand.Read(u[:])
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
 }
 
 // publishAll publishes cmds asynchronously as fast as the stream takes them, noting each one's

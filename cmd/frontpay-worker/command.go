@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -19,7 +18,7 @@ func newCommand(op frontpay.Operation, source, key, correlation string, data any
 	}
 	ev := schemas.Event{
 		SpecVersion:     "1.0",
-		ID:              newID(),
+		ID:              schemas.NewID(),
 		Source:          source,
 		Type:            schemas.CommandSubject("", op),
 		Time:            time.Now().UTC().Format(time.RFC3339),
@@ -30,13 +29,4 @@ func newCommand(op frontpay.Operation, source, key, correlation string, data any
 	}
 	b, err := json.Marshal(ev)
 	return ev, b, err
-}
-
-// newID returns a random (version 4) UUID.
-func newID() string {
-	var u [16]byte
-	_, _ = rand.Read(u[:])
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
 }

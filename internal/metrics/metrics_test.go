@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -123,7 +122,7 @@ func metricCommand(t *testing.T, op frontpay.Operation, key string, data any) (i
 	if err != nil {
 		t.Fatal(err)
 	}
-	id = metricUUID()
+	id = schemas.NewID()
 	raw, err = json.Marshal(schemas.Event{
 		SpecVersion: "1.0", ID: id, Source: "shop/metrics-test", Type: schemas.CommandSubject("", op),
 		Time: time.Now().UTC().Format(time.RFC3339), DataContentType: "application/json",
@@ -133,14 +132,6 @@ func metricCommand(t *testing.T, op frontpay.Operation, key string, data any) (i
 		t.Fatal(err)
 	}
 	return id, raw
-}
-
-func metricUUID() string {
-	var u [16]byte
-	_, _ = rand.Read(u[:])
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
 }
 
 // publish stores raw on op's command subject with Nats-Msg-Id msgID.
