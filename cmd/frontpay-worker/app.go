@@ -76,15 +76,11 @@ func (m *Main) Run(ctx context.Context) error {
 		log.Info("embedded NATS server started", "url", url, "store", dir)
 	}
 	m.NATSURL = url
-	nc, err := connect(&cfg.NATSConfig, url, log)
+	nc, js, err := connect(&cfg.NATSConfig, url, log)
 	if err != nil {
 		return err
 	}
 	m.nc = nc
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
 	topo := consumer.Topology{Prefix: cfg.SubjectPrefix, Replicas: cfg.Replicas, AckWait: cfg.AckWait}
 	kv, err := ensure(ctx, topo, js, log)
 	if err != nil {
@@ -221,8 +217,9 @@ func (m *Main) serveHTTP() error {
 	return nil
 }
 
-// connect opens the NATS connection: credentials or an nkey, TLS, and reconnects for ever.
-func connect(cfg *NATSConfig, url string, log *slog.Logger) (*nats.Conn, error) {
+// connect opens the NATS connection (credentials or an nkey, TLS, and reconnects for ever) and
+// its JetStream context.
+func connect(cfg *NATSConfig, url string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
 	opts := []nats.Option{
 		nats.Name("frontpay-worker"),
 		nats.MaxReconnects(-1),
@@ -244,7 +241,7 @@ func connect(cfg *NATSConfig, url string, log *slog.Logger) (*nats.Conn, error) 
 	if cfg.NATSNKey != "" {
 		o, err := nats.NkeyOptionFromSeed(cfg.NATSNKey)
 		if err != nil {
-			return nil, fmt.Errorf("NATS_NKEY: %w", err)
+			return nil, nil, fmt.Errorf("NATS_NKEY: %w", err)
 		}
 		opts = append(opts, o)
 	}
@@ -256,9 +253,14 @@ func connect(cfg *NATSConfig, url string, log *slog.Logger) (*nats.Conn, error) 
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS: %w", err)
+		return nil, nil, fmt.Errorf("connect to NATS: %w", err)
 	}
-	return nc, nil
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return nc, js, nil
 }
 
 // ensure sets up the topology, retrying while the server (or a cluster electing its leaders) is

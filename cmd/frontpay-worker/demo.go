@@ -78,13 +78,8 @@ type driver struct {
 }
 
 func newDriver(url string, out io.Writer) (*driver, error) {
-	nc, err := nats.Connect(url)
+	nc, js, err := connect(&NATSConfig{}, url, discardLogger())
 	if err != nil {
-		return nil, err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
 		return nil, err
 	}
 	d := &driver{nc: nc, js: js, out: out, results: make(chan *nats.Msg, 64)}

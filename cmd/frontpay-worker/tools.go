@@ -42,13 +42,8 @@ func openTool() (*tool, error) {
 	if url == "" {
 		url = defaultNATSURL
 	}
-	nc, err := connect(cfg, url, discardLogger())
+	nc, js, err := connect(cfg, url, discardLogger())
 	if err != nil {
-		return nil, err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
 		return nil, err
 	}
 	return &tool{cfg: cfg, nc: nc, js: js, topo: consumer.Topology{Prefix: cfg.SubjectPrefix}}, nil
