@@ -39,8 +39,8 @@ func TestResultID(t *testing.T) {
 		}
 		ids[id] = tt.name
 	}
-	same := func() string { return StatusID("RES1", "captured", "2026-11-21T10:00:00Z") }
-	if same() != same() || same() == StatusID("RES1", "charged", "2026-11-21T10:00:00Z") {
+	first, again := StatusID("RES1", "captured", "2026-11-21T10:00:00Z"), StatusID("RES1", "captured", "2026-11-21T10:00:00Z")
+	if first != again || first == StatusID("RES1", "charged", "2026-11-21T10:00:00Z") {
 		t.Error("StatusID is not a function of uuid, status and time")
 	}
 }
