@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nordpay/frontpay-worker/frontpay"
+	"github.com/nordpay/frontpay-worker/schemas"
 )
 
 // Per-reservation order.
@@ -125,9 +126,22 @@ func (q *queues) head(ctx context.Context, resource string) (uint64, error) {
 	return qu.Seqs[0], nil
 }
 
+// queueOf returns the queue of a command the worker has parsed (cmd nil when it is invalid):
+// the same as resourceOf, without reading the bytes a second time when ParseCommand already
+// found the UUID (it checks it with the same frontpay.ValidateUUID).
+func queueOf(op frontpay.Operation, cmd *schemas.Command, raw []byte) string {
+	switch {
+	case cmd == nil:
+		return resourceOf(op, raw)
+	case cmd.Resource == "":
+		return ""
+	}
+	return op.Resource() + "." + cmd.Resource
+}
+
 // resourceOf returns the reservation or order UUID a command's data names, "" when it names none
-// or the bytes are not a command. The sequencer and the workers use this one function, so a
-// command is queued exactly when its worker will look for it in the queue.
+// or the bytes are not a command. The sequencer and the workers use this one function (through
+// queueOf), so a command is queued exactly when its worker will look for it in the queue.
 func resourceOf(op frontpay.Operation, raw []byte) string {
 	var ev struct {
 		Data struct {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+	"github.com/nordpay/frontpay-worker/schemas"
 )
 
 // TestPerReservationOrder publishes a slow capture and then a complete for each of ten
@@ -115,6 +116,31 @@ func TestHotReservationBacklog(t *testing.T) {
 			if want := fmt.Sprintf("hot-%d@example.no", i); email != want {
 				t.Fatalf("%s: resend %d went to %s, want %s (publish order)", r.UUID, i, email, want)
 			}
+		}
+	}
+}
+
+// TestQueueOfAgreesWithResourceOf: the worker's queue of a parsed command is the one the
+// sequencer puts it in.
+func TestQueueOfAgreesWithResourceOf(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		op   frontpay.Operation
+		data map[string]any
+		want string
+	}{
+		{frontpay.ReservationDetails, map[string]any{"reservationUuid": "RES1"}, "reservation.RES1"},
+		{frontpay.ReservationCancel, map[string]any{"reservationUuid": "RES2", "note": "n"}, "reservation.RES2"},
+		{frontpay.OrderResend, map[string]any{"orderUuid": "ODR1", "email": "a@example.no"}, "order.ODR1"},
+		{frontpay.ReservationHistory, map[string]any{}, ""},
+	} {
+		c := newCommand(t, tc.op, tc.data)
+		cmd, err := schemas.ParseCommand(tc.op, c.Raw, time.Now())
+		if err != nil {
+			t.Fatalf("%s: %v", tc.op, err)
+		}
+		if got, seq := queueOf(tc.op, cmd, c.Raw), resourceOf(tc.op, c.Raw); got != tc.want || seq != tc.want {
+			t.Errorf("%s: worker queue %q, sequencer queue %q, want %q", tc.op, got, seq, tc.want)
 		}
 	}
 }

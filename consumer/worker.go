@@ -359,7 +359,7 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, s *slot) error {
 		return w.pub.DeadLetter(ctx, schemas.DeadLetterSubject(w.cfg.Prefix, m.Subject()), m, reason)
 	}
 
-	resource := resourceOf(op, raw)
+	resource := queueOf(op, cmd, raw)
 	if resource != "" {
 		if err := w.waitTurn(ctx, resource, md, s); err != nil {
 			return err
