@@ -104,12 +104,15 @@ func TestFailureReasons(t *testing.T) {
 			if f.Message != "reservationNotFound" || h.resultOf(t, c).Event.Subject != "RES0000000001" {
 				t.Errorf("message %q", f.Message)
 			}
-			// A capture of an unknown reservation fails on its baseline read.
-			c = h.publish(t, frontpay.ReservationCapture, captureData(reservation{UUID: "RES0000000002", Lines: r.Lines}, 300, "nowhere"))
+			// A refund of an unknown reservation fails on its baseline read, unsent.
+			c = h.publish(t, frontpay.ReservationRefund, refundData(reservation{UUID: "RES0000000002", Lines: r.Lines}, "CAP1000000001", 100))
 			failure(t, h.resultOf(t, c), schemas.NotFound)
-			if n := h.calls.count(frontpay.ReservationCapture, "RES0000000002"); n != 0 {
-				t.Errorf("capture of an unknown reservation sent %d times", n)
+			if n := h.calls.count(frontpay.ReservationRefund, "RES0000000002"); n != 0 {
+				t.Errorf("refund of an unknown reservation sent %d times", n)
 			}
+			// A capture needs no read before it: the API refuses it.
+			c = h.publish(t, frontpay.ReservationCapture, captureData(reservation{UUID: "RES0000000003", Lines: r.Lines}, 300, "nowhere"))
+			checkFailure(t, c, h.resultOf(t, c), schemas.NotFound, 404, 1)
 		})
 		t.Run("idempotency_conflict", func(t *testing.T) {
 			other := h.submitted(t)
@@ -125,8 +128,8 @@ func TestFailureReasons(t *testing.T) {
 			// The key's own record is untouched: a duplicate of the first still gets its success.
 			again := h.send(t, first, schemas.NewID())
 			waitFor(t, func() bool { return len(h.sent.find(byCause(again.ID))) >= 2 }, "the first result again")
-			if rec, _, err := (&store{kv: h.kv}).get(t.Context(), "conflict-1"); err != nil || rec.EventID != was.Event.ID {
-				t.Errorf("record after the conflict: %+v, %v", rec, err)
+			if rec := h.record(t, "conflict-1"); rec.EventID != was.Event.ID {
+				t.Errorf("record after the conflict: %+v", rec)
 			}
 		})
 	})
@@ -152,9 +155,9 @@ func TestFailureReasons(t *testing.T) {
 		c := h.publish(t, frontpay.ReservationDetails, map[string]any{"reservationUuid": r.UUID})
 		checkFailure(t, c, h.resultOf(t, c), schemas.Unauthorized, 401, 1)
 		c = h.publish(t, frontpay.ReservationCapture, captureData(r, 300, "unauthorized"))
-		failure(t, h.resultOf(t, c), schemas.Unauthorized)
-		if n := h.calls.count(frontpay.ReservationCapture, ""); n != 0 {
-			t.Errorf("capture sent %d times without a valid token", n)
+		checkFailure(t, c, h.resultOf(t, c), schemas.Unauthorized, 401, 1)
+		if e := h.effects(frontpay.ReservationCapture, ""); len(e) != 0 {
+			t.Errorf("captured without a valid token: %+v", e)
 		}
 	})
 
@@ -183,9 +186,8 @@ func TestFailureReasons(t *testing.T) {
 			}
 		})
 		t.Run("upstream_unavailable/5xx on a money call", func(t *testing.T) {
-			// Every retry waits out its backoff as a redelivery: the failure still names the last answer.
-			h := setup(t, withoutWorker())
-			h.start("redelivering", func(c *Config) { c.InProcessRetry = time.Nanosecond })
+			// Every 5xx is read back (not applied) before the retry; the failure names the last answer.
+			h := setup(t)
 			r := h.paid(t)
 			h.sb.SetFault(frontpay.ReservationCapture, sandbox.Fault{ErrorShare: 1})
 			c := h.publish(t, frontpay.ReservationCapture, captureData(r, 300, "5xx"))
@@ -198,15 +200,16 @@ func TestFailureReasons(t *testing.T) {
 			}
 		})
 		t.Run("upstream_unavailable/baseline read", func(t *testing.T) {
-			// A capture whose reservation cannot be read: the retry budget ends it too, unsent.
+			// A refund whose reservation cannot be read: the retry budget ends it too, unsent.
 			h := setup(t)
 			r := h.paid(t)
+			ref := h.capture(t, r, 300, "to refund")
 			reads := h.calls.count(frontpay.ReservationDetails, r.UUID)
 			h.sb.SetFault(frontpay.ReservationDetails, sandbox.Fault{ErrorShare: 1})
-			c := h.publish(t, frontpay.ReservationCapture, captureData(r, 300, "unread"))
+			c := h.publish(t, frontpay.ReservationRefund, refundData(r, ref, 100))
 			checkFailure(t, c, h.resultOf(t, c), schemas.UpstreamUnavailable, 503, 0)
-			if n := h.calls.count(frontpay.ReservationDetails, r.UUID) - reads; n != maxAttempts || h.calls.count(frontpay.ReservationCapture, "") != 0 {
-				t.Errorf("%d details reads, %d captures", n, h.calls.count(frontpay.ReservationCapture, ""))
+			if n := h.calls.count(frontpay.ReservationDetails, r.UUID) - reads; n != maxAttempts || h.calls.count(frontpay.ReservationRefund, "") != 0 {
+				t.Errorf("%d details reads, %d refunds", n, h.calls.count(frontpay.ReservationRefund, ""))
 			}
 		})
 		t.Run("outcome_unknown", func(t *testing.T) {

@@ -35,6 +35,8 @@ const (
 	maxAttempts = 4
 	apiTimeout  = 2 * time.Second
 	ackWait     = time.Second
+	// pinnedTTL is how soon a standby takes over from an owner that stopped pulling.
+	pinnedTTL = 2 * time.Second
 	// drainTimeout bounds a worker's shutdown.
 	drainTimeout = 2 * time.Second
 	// patience is how long waitFor waits for anything.
@@ -88,7 +90,7 @@ func setup(t testing.TB, opts ...option) *harness {
 	for _, f := range opts {
 		f(&o)
 	}
-	h := &harness{t: t, storeDir: t.TempDir(), topo: Topology{AckWait: ackWait}, calls: newAPICalls(),
+	h := &harness{t: t, storeDir: t.TempDir(), topo: Topology{AckWait: ackWait, PinnedTTL: pinnedTTL}, calls: newAPICalls(),
 		results: &collector{}, sent: &collector{}}
 	h.startServer(0)
 	t.Cleanup(h.stopServer)
@@ -250,7 +252,7 @@ func (h *harness) newWorker(instance string, mods ...func(*Config)) *Worker {
 	cfg := Config{
 		Topology: h.topo, Source: testSource, Instance: instance,
 		MaxAttempts: maxAttempts, RetryInitial: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
-		APITimeout: apiTimeout, InProcessRetry: 50 * time.Millisecond, DrainTimeout: drainTimeout,
+		APITimeout: apiTimeout, DrainTimeout: drainTimeout, ReportEvery: 100 * time.Millisecond,
 		LeaseMargin: 200 * time.Millisecond, Logger: testLogger(instance),
 	}
 	for _, m := range mods {
@@ -478,11 +480,11 @@ func (h *harness) publishMsg(t testing.TB, m *nats.Msg) uint64 {
 
 // consumerIdle reports whether the consumer has nothing pending: every message delivered and
 // acknowledged.
-func (h *harness) consumerIdle(t testing.TB, name string) bool {
+func (h *harness) consumerIdle(t testing.TB) bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	c, err := h.js.Consumer(ctx, h.topo.CommandStream(), name)
+	c, err := h.js.Consumer(ctx, h.topo.CommandStream(), ConsumerName)
 	if err != nil {
 		return false
 	}
@@ -593,11 +595,12 @@ func (h *harness) effects(op frontpay.Operation, uuid string) []sandbox.Effect {
 	return out
 }
 
-// marked returns the ledger's effects whose request body holds the string marker.
+// marked returns the ledger's effects whose request body holds the string marker (as a note of
+// its own, or with the worker's read-back marker after it).
 func (h *harness) marked(marker string) []sandbox.Effect {
 	var out []sandbox.Effect
 	for _, e := range h.sb.Ledger() {
-		if bytes.Contains(e.Body, []byte(`"`+marker+`"`)) {
+		if bytes.Contains(e.Body, []byte(`"`+marker+`"`)) || bytes.Contains(e.Body, []byte(`"`+marker+` [fp:`)) {
 			out = append(out, e)
 		}
 	}
@@ -748,7 +751,15 @@ func noteData(uuid, note string) map[string]any {
 // capture captures through the test's own client, as captureData would, and returns its uuid.
 func (h *harness) capture(t testing.TB, r reservation, amount int, text string) string {
 	t.Helper()
-	res, err := h.api.Capture(context.Background(), r.UUID, decodeAs[frontpay.CaptureRequest](t, captureData(r, amount, text)))
+	return h.captureLine(t, r, 0, amount, text)
+}
+
+// captureLine captures amount (NOK) from the reservation's line through the test's own client.
+func (h *harness) captureLine(t testing.TB, r reservation, line, amount int, text string) string {
+	t.Helper()
+	data := captureData(r, amount, text)
+	data["products"] = []any{map[string]any{"id": r.Lines[line], "amount": amount}}
+	res, err := h.api.Capture(context.Background(), r.UUID, decodeAs[frontpay.CaptureRequest](t, data))
 	if err != nil {
 		t.Fatalf("capture: %v", err)
 	}

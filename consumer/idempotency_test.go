@@ -45,11 +45,11 @@ func TestDuplicateCommand(t *testing.T) {
 	}
 
 	// Later, once everything is settled: the recorded event again, and no call at all.
-	waitFor(t, func() bool { return h.consumerIdle(t, ConsumerName(c.Op)) }, "the capture consumer to settle")
+	waitFor(t, func() bool { return h.consumerIdle(t) }, "the capture consumer to settle")
 	calls := h.calls.touching(r.UUID)
 	h.send(t, c, "copy-3")
 	h.copies(t, c.Key, 3)
-	waitFor(t, func() bool { return h.consumerIdle(t, ConsumerName(c.Op)) }, "the late duplicate to be acked")
+	waitFor(t, func() bool { return h.consumerIdle(t) }, "the late duplicate to be acked")
 	if n := h.calls.touching(r.UUID); n != calls {
 		t.Errorf("the late duplicate made %d API calls", n-calls)
 	}
@@ -106,7 +106,7 @@ func TestReplay(t *testing.T) {
 	answeredWith(replay, ok)
 	answeredWith(newCommand(t, frontpay.ReservationRefund, data, withKey("refund-1"), replayOf(second.Event.ID)), ok)
 	answeredWith(newCommand(t, frontpay.ReservationRefund, data, withKey("refund-1"), replayOf(first.Event.ID)), ok)
-	waitFor(t, func() bool { return h.consumerIdle(t, ConsumerName(c.Op)) }, "the refund consumer to settle")
+	waitFor(t, func() bool { return h.consumerIdle(t) }, "the refund consumer to settle")
 	if n := refunds(); n != calls+1 {
 		t.Errorf("refund sent %d times after the replay, want 1", n-calls)
 	}

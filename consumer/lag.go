@@ -12,18 +12,30 @@ import (
 	"github.com/nordpay/frontpay-worker/frontpay"
 )
 
-// ConsumerLag is what an operator watches of one durable consumer.
+// ConsumerLag is what an operator watches: the consumer as JetStream sees it (Operation ""),
+// and each operation as its owner holds it.
+//
+// For the consumer: Pending is not yet delivered (NumPending), AckPending delivered and not
+// acked (held by the owner: in flight, waiting for a retry or for their turn), Redelivered
+// delivered more than once and not yet acked, Waiting the pull requests waiting (the owner's and
+// the standbys'), OldestAge the age of the oldest command not acked.
+//
+// For an operation, from the owner's last report: Pending is held and not started (waiting for
+// its turn on its reservation or for a worker), AckPending held in all (Pending and those in
+// flight or waiting for a retry), OldestAge the age of the oldest held.
 type ConsumerLag struct {
-	Consumer    string `json:"consumer"`    // durable name, e.g. frontpay-reservation-capture
-	Operation   string `json:"operation"`   // e.g. reservation.capture ("" for the sequencer)
-	Pending     uint64 `json:"pending"`     // not yet delivered (NumPending)
-	AckPending  int    `json:"ackPending"`  // delivered, not yet acked (incl. waiting for a retry)
-	Redelivered int    `json:"redelivered"` // delivered more than once and not yet acked
-	Waiting     int    `json:"waiting"`     // pull requests waiting
-	// OldestAge is the age of the oldest command the consumer has not acked yet, delivered or
-	// not; 0 when there is none. It is written to JSON as nanoseconds (oldestAgeNs) and as a
-	// duration string (oldestAge).
+	Consumer    string `json:"consumer"`  // the durable consumer, frontpay-commands
+	Operation   string `json:"operation"` // e.g. reservation.capture; "" for the consumer as a whole
+	Pending     uint64 `json:"pending"`
+	AckPending  int    `json:"ackPending"`
+	Redelivered int    `json:"redelivered"`
+	Waiting     int    `json:"waiting"`
+	// OldestAge is 0 when there is none. It is written to JSON as nanoseconds (oldestAgeNs) and
+	// as a duration string (oldestAge).
 	OldestAge time.Duration `json:"oldestAgeNs"`
+	// Owner is the worker instance whose report the operation rows come from ("" when no
+	// owner reported within three report periods), on the consumer's row.
+	Owner string `json:"owner,omitempty"`
 }
 
 // MarshalJSON writes the lag with its oldest age also as a duration string, e.g. "1m30s".
@@ -35,118 +47,143 @@ func (l ConsumerLag) MarshalJSON() ([]byte, error) {
 	}{plain(l), l.OldestAge.String()})
 }
 
-// Lag reads every consumer of the topology: the twelve operation consumers and the sequencer, in
-// the order of Consumers. It reads the consumers' state in one listing (falling back to one
-// request per consumer the listing leaves out) and, for each consumer with anything not acked,
-// the timestamp of its oldest unacked command. It fails when a consumer of the topology does not
-// exist.
+// ownerReport is what the owner writes to the state bucket every ReportEvery.
+type ownerReport struct {
+	Instance string        `json:"instance"`
+	At       time.Time     `json:"at"`
+	Every    time.Duration `json:"every"`
+	Ops      []opHeld      `json:"operations"`
+}
+
+// opHeld is what the owner holds of one operation.
+type opHeld struct {
+	Op       frontpay.Operation `json:"operation"`
+	Queued   int                `json:"queued"`
+	InFlight int                `json:"inFlight"`
+	Oldest   time.Time          `json:"oldest,omitzero"`
+}
+
+// held counts what the worker holds, per operation in the order of frontpay.Operations.
+func (w *Worker) heldByOp() []opHeld {
+	ops := frontpay.Operations()
+	out := make([]opHeld, len(ops))
+	for i, op := range ops {
+		out[i].Op = op
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, t := range w.held {
+		i := slices.Index(ops, t.op)
+		if i < 0 {
+			continue // a dead letter's subject names no operation
+		}
+		if t.started {
+			out[i].InFlight++
+		} else {
+			out[i].Queued++
+		}
+		if out[i].Oldest.IsZero() || t.received.Before(out[i].Oldest) {
+			out[i].Oldest = t.received
+		}
+	}
+	return out
+}
+
+// report writes what the owner holds to the state bucket every ReportEvery, until ctx ends.
+func (w *Worker) report(ctx context.Context) {
+	tick := time.NewTicker(w.cfg.ReportEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		w.mu.Lock()
+		owner := w.own.synced
+		w.mu.Unlock()
+		if !owner {
+			continue
+		}
+		b, err := json.Marshal(ownerReport{Instance: w.cfg.Instance, At: time.Now(), Every: w.cfg.ReportEvery, Ops: w.heldByOp()})
+		if err != nil {
+			continue
+		}
+		if _, err := w.kv.Put(ctx, KeyPrefixOwner+ConsumerName, b); err != nil {
+			w.log.Debug("owner report", "err", err)
+		}
+	}
+}
+
+// Lag reads the consumer (one row, Operation "") and the owner's report of each operation (one
+// row each, in the order of frontpay.Operations): the consumer's state, the timestamp of its
+// oldest unacked command, and the report from the state bucket. Operation rows are zero when no
+// owner reported within three of its report periods. It fails when the consumer does not exist.
 func (t Topology) Lag(ctx context.Context, js jetstream.JetStream) ([]ConsumerLag, error) {
 	stream, err := js.Stream(ctx, t.CommandStream())
 	if err != nil {
 		return nil, fmt.Errorf("open stream %s: %w", t.CommandStream(), err)
 	}
-	infos, err := listConsumers(ctx, stream)
+	c, err := stream.Consumer(ctx, ConsumerName)
 	if err != nil {
-		return nil, fmt.Errorf("list consumers of %s: %w", t.CommandStream(), err)
+		return nil, fmt.Errorf("read consumer %s: %w", ConsumerName, err)
 	}
-	var streamSubjects []string
-	if si := stream.CachedInfo(); si != nil {
-		streamSubjects = si.Config.Subjects
-	}
-	ops := map[string]frontpay.Operation{}
-	for _, op := range frontpay.Operations() {
-		ops[ConsumerName(op)] = op
-	}
-
+	info := c.CachedInfo()
 	now := time.Now()
-	var out []ConsumerLag
-	for _, cfg := range t.Consumers() {
-		info := infos[cfg.Durable]
-		if info == nil {
-			// Not in the listing (in a cluster, a consumer whose leader does not answer in time):
-			// ask for it alone.
-			c, err := stream.Consumer(ctx, cfg.Durable)
-			if err != nil {
-				return nil, fmt.Errorf("read consumer %s: %w", cfg.Durable, err)
+	row := ConsumerLag{
+		Consumer: ConsumerName, Pending: info.NumPending, AckPending: info.NumAckPending,
+		Redelivered: info.NumRedelivered, Waiting: info.NumWaiting,
+	}
+	if info.NumPending > 0 || info.NumAckPending > 0 {
+		m, err := stream.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(">"))
+		if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil, fmt.Errorf("oldest command of %s: %w", ConsumerName, err)
+		}
+		if m != nil {
+			row.OldestAge = max(now.Sub(m.Time), 0)
+		}
+	}
+	rep, err := t.readReport(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	if rep != nil && now.Sub(rep.At) > 3*rep.Every {
+		rep = nil
+	}
+	out := []ConsumerLag{row}
+	for _, op := range frontpay.Operations() {
+		l := ConsumerLag{Consumer: ConsumerName, Operation: string(op)}
+		if rep != nil {
+			out[0].Owner = rep.Instance
+			if i := slices.IndexFunc(rep.Ops, func(h opHeld) bool { return h.Op == op }); i >= 0 {
+				h := rep.Ops[i]
+				l.Pending, l.AckPending = uint64(h.Queued), h.Queued+h.InFlight
+				if !h.Oldest.IsZero() {
+					l.OldestAge = max(now.Sub(h.Oldest), 0)
+				}
 			}
-			info = c.CachedInfo()
-		}
-		l := ConsumerLag{
-			Consumer:    cfg.Durable,
-			Operation:   string(ops[cfg.Durable]),
-			Pending:     info.NumPending,
-			AckPending:  info.NumAckPending,
-			Redelivered: info.NumRedelivered,
-			Waiting:     info.NumWaiting,
-		}
-		oldest, err := oldestUnacked(ctx, stream, streamSubjects, info)
-		if err != nil {
-			return nil, fmt.Errorf("oldest command of %s: %w", cfg.Durable, err)
-		}
-		if oldest != nil {
-			l.OldestAge = max(now.Sub(oldest.Time), 0)
 		}
 		out = append(out, l)
 	}
 	return out, nil
 }
 
-// listConsumers reads the state of every consumer of a stream, by durable name.
-func listConsumers(ctx context.Context, stream jetstream.Stream) (map[string]*jetstream.ConsumerInfo, error) {
-	infos := map[string]*jetstream.ConsumerInfo{}
-	lister := stream.ListConsumers(ctx)
-	// The lister's goroutine blocks until every info is taken: always read to the end.
-	for info := range lister.Info() {
-		infos[info.Name] = info
+// readReport reads the owner's last report, nil when there is none.
+func (t Topology) readReport(ctx context.Context, js jetstream.JetStream) (*ownerReport, error) {
+	kv, err := js.KeyValue(ctx, t.StateBucket())
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", t.StateBucket(), err)
 	}
-	if err := lister.Err(); err != nil {
-		return nil, err
-	}
-	return infos, nil
-}
-
-// oldestUnacked returns the first message after the consumer's ack floor that its filter takes:
-// the oldest the consumer has not acked, delivered (acked out of order aside) or not. It returns
-// nil when the consumer has nothing unacked, or when the message went (acked and removed, or
-// expired) between reading the consumer and reading the stream.
-func oldestUnacked(ctx context.Context, stream jetstream.Stream, streamSubjects []string, info *jetstream.ConsumerInfo) (*jetstream.RawStreamMsg, error) {
-	if info.NumPending == 0 && info.NumAckPending == 0 {
+	e, err := kv.Get(ctx, KeyPrefixOwner+ConsumerName)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
 	}
-	from := info.AckFloor.Stream + 1
-	var oldest *jetstream.RawStreamMsg
-	for _, subject := range lookupSubjects(info.Config, streamSubjects) {
-		m, err := stream.GetMsg(ctx, from, jetstream.WithGetMsgSubject(subject))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		} else if err != nil {
-			return nil, err
-		}
-		if oldest == nil || m.Sequence < oldest.Sequence {
-			oldest = m
-		}
+	if err != nil {
+		return nil, fmt.Errorf("read owner report: %w", err)
 	}
-	return oldest, nil
-}
-
-// lookupSubjects returns the subjects to look the next message up by: the consumer's filter
-// subjects, or ">" (any message of the stream) where it has none or its filters are exactly the
-// stream's subjects, as the sequencer's are, which saves a lookup per filter.
-func lookupSubjects(cfg jetstream.ConsumerConfig, streamSubjects []string) []string {
-	filters := cfg.FilterSubjects
-	if cfg.FilterSubject != "" {
-		filters = []string{cfg.FilterSubject}
+	var rep ownerReport
+	if err := json.Unmarshal(e.Value(), &rep); err != nil {
+		return nil, fmt.Errorf("decode owner report: %w", err)
 	}
-	if len(filters) == 0 {
-		return []string{">"}
-	}
-	if len(filters) > 1 && len(filters) == len(streamSubjects) {
-		a, b := slices.Clone(filters), slices.Clone(streamSubjects)
-		slices.Sort(a)
-		slices.Sort(b)
-		if slices.Equal(a, b) {
-			return []string{">"}
-		}
-	}
-	return filters
+	return &rep, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nordpay/frontpay-worker/frontpay"
+	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
 	"github.com/nordpay/frontpay-worker/internal/embedded"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
@@ -20,6 +21,7 @@ type lagWorld struct {
 	js     jetstream.JetStream
 	topo   Topology
 	stream jetstream.Stream
+	cons   jetstream.Consumer // one, so that its pulls keep the pin it got
 }
 
 func lagSetup(t *testing.T) *lagWorld {
@@ -73,14 +75,17 @@ func (w *lagWorld) publish(t *testing.T, op frontpay.Operation, n int) lagPublis
 	return p
 }
 
-// fetch takes the next message of a consumer.
-func (w *lagWorld) fetch(t *testing.T, name string) jetstream.Msg {
+// fetch takes the next message of the consumer, pulling in its priority group as a worker does.
+func (w *lagWorld) fetch(t *testing.T) jetstream.Msg {
 	t.Helper()
-	c, err := w.stream.Consumer(t.Context(), name)
-	if err != nil {
-		t.Fatal(err)
+	if w.cons == nil {
+		c, err := w.stream.Consumer(t.Context(), ConsumerName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.cons = c
 	}
-	batch, err := c.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
+	batch, err := w.cons.Fetch(1, jetstream.FetchMaxWait(10*time.Second), jetstream.FetchPriorityGroup(PriorityGroup))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +94,7 @@ func (w *lagWorld) fetch(t *testing.T, name string) jetstream.Msg {
 		got = m
 	}
 	if got == nil {
-		t.Fatalf("%s: nothing fetched: %v", name, batch.Error())
+		t.Fatalf("nothing fetched: %v", batch.Error())
 	}
 	return got
 }
@@ -120,27 +125,35 @@ func lagSeq(t *testing.T, m jetstream.Msg) (stream, delivered uint64) {
 	return md.Sequence.Stream, md.NumDelivered
 }
 
-// lagRead reads the lag and returns it by consumer, with the instants before and after.
-func (w *lagWorld) lagRead(t *testing.T) (map[string]ConsumerLag, time.Time, time.Time) {
+// lagRead reads the lag of topo, checks its rows' order (the consumer, then each operation) and
+// returns the consumer's row and the operations' rows by operation, with the instants before and
+// after.
+func lagRead(t *testing.T, topo Topology, js jetstream.JetStream) (ConsumerLag, map[frontpay.Operation]ConsumerLag, time.Time, time.Time) {
 	t.Helper()
 	before := time.Now().Round(0)
-	lags, err := w.topo.Lag(t.Context(), w.js)
+	lags, err := topo.Lag(t.Context(), js)
 	after := time.Now().Round(0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := w.topo.Consumers()
-	if len(lags) != len(want) {
-		t.Fatalf("Lag returned %d consumers, want %d", len(lags), len(want))
+	ops := frontpay.Operations()
+	if len(lags) != 1+len(ops) {
+		t.Fatalf("Lag returned %d rows, want %d", len(lags), 1+len(ops))
 	}
-	byName := map[string]ConsumerLag{}
+	byOp := map[frontpay.Operation]ConsumerLag{}
 	for i, l := range lags {
-		if l.Consumer != want[i].Durable {
-			t.Errorf("consumer %d is %s, want %s (the topology's order)", i, l.Consumer, want[i].Durable)
+		want := ""
+		if i > 0 {
+			want = string(ops[i-1])
 		}
-		byName[l.Consumer] = l
+		if l.Consumer != ConsumerName || l.Operation != want {
+			t.Errorf("row %d is %s/%s, want %s/%s", i, l.Consumer, l.Operation, ConsumerName, want)
+		}
+		if i > 0 {
+			byOp[ops[i-1]] = l
+		}
 	}
-	return byName, before, after
+	return lags[0], byOp, before, after
 }
 
 // lagCheckAge checks that an oldest age is the age of p as seen between before and after.
@@ -154,116 +167,99 @@ func lagCheckAge(t *testing.T, name string, got time.Duration, p lagPublished, b
 
 func TestLagOfABacklog(t *testing.T) {
 	w := lagSetup(t)
-	capture, details := ConsumerName(frontpay.ReservationCapture), ConsumerName(frontpay.ReservationDetails)
 
-	// Nothing published yet: every consumer is idle.
-	lags, _, _ := w.lagRead(t)
-	for name, l := range lags {
-		if l != (ConsumerLag{Consumer: name, Operation: l.Operation}) {
-			t.Errorf("%s before any command: %+v", name, l)
+	// Nothing published yet: idle, and no owner.
+	c, ops, _, _ := lagRead(t, w.topo, w.js)
+	if c != (ConsumerLag{Consumer: ConsumerName}) {
+		t.Errorf("before any command: %+v", c)
+	}
+	for op, l := range ops {
+		if l != (ConsumerLag{Consumer: ConsumerName, Operation: string(op)}) {
+			t.Errorf("%s before any command: %+v", op, l)
 		}
 	}
-	if lags[capture].Operation != "reservation.capture" || lags[SequencerName].Operation != "" {
-		t.Errorf("operations: capture %q, sequencer %q", lags[capture].Operation, lags[SequencerName].Operation)
-	}
 
-	// 7 captures and 3 details, interleaved so that the first message after the capture
-	// consumer's ack floor is a details command, which its filter must skip.
-	var caps, dets []lagPublished
+	var pub []lagPublished
 	for i, op := range []frontpay.Operation{
 		frontpay.ReservationCapture, frontpay.ReservationDetails, frontpay.ReservationCapture,
 		frontpay.ReservationCapture, frontpay.ReservationDetails, frontpay.ReservationCapture,
-		frontpay.ReservationCapture, frontpay.ReservationCapture, frontpay.ReservationDetails,
-		frontpay.ReservationCapture,
 	} {
-		p := w.publish(t, op, i)
-		if op == frontpay.ReservationCapture {
-			caps = append(caps, p)
-		} else {
-			dets = append(dets, p)
-		}
+		pub = append(pub, w.publish(t, op, i))
+	}
+	// The first acked, the second fetched and left, the third handed back and fetched again.
+	first := w.fetch(t)
+	if s, _ := lagSeq(t, first); s != pub[0].seq {
+		t.Fatalf("first fetched is seq %d, want %d", s, pub[0].seq)
+	}
+	w.ack(t, first)
+	if s, _ := lagSeq(t, w.fetch(t)); s != pub[1].seq {
+		t.Fatalf("second fetched is seq %d, want %d", s, pub[1].seq)
+	}
+	w.nak(t, w.fetch(t))
+	if s, n := lagSeq(t, w.fetch(t)); s != pub[2].seq || n != 2 {
+		t.Fatalf("after the nak, fetched seq %d (delivery %d), want seq %d again (delivery 2)", s, n, pub[2].seq)
 	}
 
-	// Capture: the first acked, the second fetched and left, the third handed back and fetched
-	// again.
-	c1 := w.fetch(t, capture)
-	if s, _ := lagSeq(t, c1); s != caps[0].seq {
-		t.Fatalf("first capture fetched is seq %d, want %d", s, caps[0].seq)
+	c, ops, before, after := lagRead(t, w.topo, w.js)
+	age := c.OldestAge
+	c.OldestAge, c.Waiting = 0, 0
+	if want := (ConsumerLag{Consumer: ConsumerName, Pending: 3, AckPending: 2, Redelivered: 1}); c != want {
+		t.Errorf("consumer:\n got %+v\nwant %+v", c, want)
 	}
-	w.ack(t, c1)
-	if s, _ := lagSeq(t, w.fetch(t, capture)); s != caps[1].seq {
-		t.Fatalf("second capture fetched is seq %d, want %d", s, caps[1].seq)
-	}
-	c3 := w.fetch(t, capture)
-	w.nak(t, c3)
-	if s, n := lagSeq(t, w.fetch(t, capture)); s != caps[2].seq || n != 2 {
-		t.Fatalf("after the nak, fetched seq %d (delivery %d), want seq %d again (delivery 2)", s, n, caps[2].seq)
-	}
-	// Sequencer: the first command acked, the second fetched and left.
-	w.ack(t, w.fetch(t, SequencerName))
-	if s, _ := lagSeq(t, w.fetch(t, SequencerName)); s != dets[0].seq {
-		t.Fatalf("sequencer's second message is seq %d, want %d", s, dets[0].seq)
-	}
-
-	lags, before, after := w.lagRead(t)
-	want := map[string]ConsumerLag{
-		capture:       {Consumer: capture, Operation: "reservation.capture", Pending: 4, AckPending: 2, Redelivered: 1},
-		details:       {Consumer: details, Operation: "reservation.details", Pending: 3},
-		SequencerName: {Consumer: SequencerName, Pending: 8, AckPending: 1},
-	}
-	for name, l := range lags {
-		w, ok := want[name]
-		if !ok {
-			w = ConsumerLag{Consumer: name, Operation: l.Operation}
+	lagCheckAge(t, ConsumerName, age, pub[1], before, after)
+	for op, l := range ops {
+		if l != (ConsumerLag{Consumer: ConsumerName, Operation: string(op)}) {
+			t.Errorf("%s without an owner's report: %+v", op, l)
 		}
-		got := l
-		got.OldestAge = 0
-		if got != w {
-			t.Errorf("%s:\n got %+v\nwant %+v", name, got, w)
-		}
-		if !ok && l.OldestAge != 0 {
-			t.Errorf("%s has nothing pending, but an oldest age of %v", name, l.OldestAge)
-		}
-	}
-	lagCheckAge(t, capture, lags[capture].OldestAge, caps[1], before, after)
-	lagCheckAge(t, details, lags[details].OldestAge, dets[0], before, after)
-	lagCheckAge(t, SequencerName, lags[SequencerName].OldestAge, dets[0], before, after)
-
-	// The oldest message itself, which the ages alone cannot tell from its neighbours.
-	infos, err := listConsumers(t.Context(), w.stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	subjects := w.stream.CachedInfo().Config.Subjects
-	for name, want := range map[string]uint64{capture: caps[1].seq, details: dets[0].seq, SequencerName: dets[0].seq} {
-		m, err := oldestUnacked(t.Context(), w.stream, subjects, infos[name])
-		if err != nil || m == nil {
-			t.Errorf("%s: no oldest unacked (%v), want seq %d", name, err, want)
-		} else if m.Sequence != want {
-			t.Errorf("%s: oldest unacked is seq %d (%s), want seq %d", name, m.Sequence, m.Subject, want)
-		}
-	}
-	if got := lookupSubjects(w.topo.Consumers()[len(w.topo.Consumers())-1], subjects); len(got) != 1 || got[0] != ">" {
-		t.Errorf("the sequencer looks up by %v, want one lookup by >", got)
-	}
-
-	// Every details command acked: nothing left, no age.
-	for range dets {
-		w.ack(t, w.fetch(t, details))
-	}
-	lags, _, _ = w.lagRead(t)
-	if l := lags[details]; l != (ConsumerLag{Consumer: details, Operation: "reservation.details"}) {
-		t.Errorf("details once all acked: %+v", l)
 	}
 }
 
+// TestLagOfAnOwner holds commands in a worker that works on one at a time: the operations' rows
+// show what the owner holds, and empty once it is done.
+func TestLagOfAnOwner(t *testing.T) {
+	t.Parallel()
+	h := setup(t, withoutWorker())
+	rs := h.paidN(t, 3)
+	owner := h.start("one-at-a-time", func(c *Config) { c.Concurrency = 1 })
+	h.sb.SetFault(frontpay.ReservationCapture, sandbox.Fault{Latency: time.Second})
+	var cmds []command
+	for _, r := range rs {
+		cmds = append(cmds, h.publish(t, frontpay.ReservationCapture, captureData(r, 300, "held")))
+	}
+	cmds = append(cmds, h.publish(t, frontpay.ReservationDetails, map[string]any{"reservationUuid": rs[0].UUID}))
+	var c ConsumerLag
+	var ops map[frontpay.Operation]ConsumerLag
+	waitFor(t, func() bool {
+		c, ops, _, _ = lagRead(t, h.topo, h.js)
+		captures, details := ops[frontpay.ReservationCapture], ops[frontpay.ReservationDetails]
+		return c.Owner == owner.w.cfg.Instance && captures.AckPending == 3 && captures.Pending == 2 &&
+			captures.OldestAge > 0 && details.AckPending == 1 && details.Pending == 1
+	}, "the owner's report of three captures (one in flight) and a details waiting for its turn")
+	if c.AckPending != 4 {
+		t.Errorf("consumer: %+v", c)
+	}
+	h.sb.SetFault(frontpay.ReservationCapture, sandbox.Fault{})
+	for _, cmd := range cmds {
+		success(t, h.resultOf(t, cmd))
+	}
+	waitFor(t, func() bool {
+		_, ops, _, _ = lagRead(t, h.topo, h.js)
+		for _, l := range ops {
+			if l.AckPending != 0 || l.OldestAge != 0 {
+				return false
+			}
+		}
+		return true
+	}, "the owner to report nothing held")
+}
+
 func TestLagJSON(t *testing.T) {
-	b, err := json.Marshal(ConsumerLag{Consumer: "frontpay-reservation-capture", Operation: "reservation.capture",
+	b, err := json.Marshal(ConsumerLag{Consumer: ConsumerName, Operation: "reservation.capture",
 		Pending: 4, AckPending: 2, Redelivered: 1, Waiting: 3, OldestAge: 90 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	const want = `{"consumer":"frontpay-reservation-capture","operation":"reservation.capture","pending":4,` +
+	const want = `{"consumer":"frontpay-commands","operation":"reservation.capture","pending":4,` +
 		`"ackPending":2,"redelivered":1,"waiting":3,"oldestAgeNs":90000000000,"oldestAge":"1m30s"}`
 	if string(b) != want {
 		t.Errorf("got  %s\nwant %s", b, want)
@@ -276,12 +272,11 @@ func TestLagJSON(t *testing.T) {
 
 func TestLagNamesWhatIsMissing(t *testing.T) {
 	w := lagSetup(t)
-	name := ConsumerName(frontpay.ReservationRefund)
-	if err := w.stream.DeleteConsumer(t.Context(), name); err != nil {
+	if err := w.stream.DeleteConsumer(t.Context(), ConsumerName); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.topo.Lag(t.Context(), w.js); err == nil || !strings.Contains(err.Error(), name) {
-		t.Errorf("Lag without %s: %v", name, err)
+	if _, err := w.topo.Lag(t.Context(), w.js); err == nil || !strings.Contains(err.Error(), ConsumerName) {
+		t.Errorf("Lag without %s: %v", ConsumerName, err)
 	}
 	other := Topology{Prefix: "shop9.", AckWait: time.Second}
 	if _, err := other.Lag(t.Context(), w.js); err == nil || !strings.Contains(err.Error(), other.CommandStream()) {

@@ -26,8 +26,11 @@ type Observer interface {
 	ReadBack(op frontpay.Operation, verdict string)
 	// DeadLetter: a message was moved to the dead-letter stream.
 	DeadLetter()
-	// RateLimitWait: a call waited for the client-side rate limit.
-	RateLimitWait(took time.Duration)
+	// Settled: a command's result (or dead letter) is out and the command acked, took after it
+	// was stored on the command stream.
+	Settled(op frontpay.Operation, took time.Duration)
+	// TakeOver: this worker became the owner of the commands and reset the consumer.
+	TakeOver()
 }
 
 type nopObserver struct{}
@@ -40,4 +43,5 @@ func (nopObserver) IdempotencyConflict(frontpay.Operation)           {}
 func (nopObserver) Ambiguous(frontpay.Operation)                     {}
 func (nopObserver) ReadBack(frontpay.Operation, string)              {}
 func (nopObserver) DeadLetter()                                      {}
-func (nopObserver) RateLimitWait(time.Duration)                      {}
+func (nopObserver) Settled(frontpay.Operation, time.Duration)        {}
+func (nopObserver) TakeOver()                                        {}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -13,318 +12,343 @@ import (
 	"github.com/nordpay/frontpay-worker/schemas"
 )
 
-// job is one delivery of one valid command.
-type job struct {
-	cmd *schemas.Command
-	raw []byte // the command event as received
-	// resource is the command's queue ("reservation.<uuid>" or "order.<uuid>"), "" when none.
-	resource string
-	log      *slog.Logger
+// The idempotency machine's driver: what a command does at each state of its key's record (see
+// the package documentation for the diagram, record.go for the transitions).
+
+// acquire finds out where the command's key is: new (the first request leaves), finished (the
+// recorded result again), used by another operation or with other data (a conflict), replayed,
+// busy, or left by a worker whose lease ran out (taken over).
+func (w *Worker) acquire(ctx context.Context, t *task) (time.Duration, error) {
+	cmd := t.cmd
+	if !t.probed && !w.api.RateLimited() && !w.baselineMode(t) {
+		// Most keys are new: record the request at once, and read the record only when the key
+		// exists. With a rate limit, or a baseline to read first, the record is read first, so
+		// that a duplicate spends no API budget.
+		t.probed = true
+		t.claim = &claim{key: cmd.Key, store: w.store, rec: w.newRecord(t)}
+		return w.run(ctx, t)
+	}
+	c, err := w.store.load(ctx, cmd.Key)
+	if err != nil {
+		return 0, err
+	}
+	rec, now := &c.rec, w.now()
+	switch {
+	case c.rev == 0:
+		c.rec = w.newRecord(t)
+		t.claim = c
+		return w.run(ctx, t)
+
+	case rec.Op != cmd.Op || rec.Fingerprint != cmd.Fingerprint:
+		w.obs.IdempotencyConflict(cmd.Op)
+		return 0, w.conflict(ctx, t)
+
+	case rec.done() && cmd.ReplayOf != "" && !rec.OK && rec.EventID == cmd.ReplayOf:
+		// A replay of the failure the key ended with: a new generation. After an unknown
+		// outcome it reads back before anything is sent.
+		move, what := c.replay, "replaying a failed command"
+		if rec.unknownOutcome() {
+			move, what = c.reopen, "replaying an unknown outcome: reading back first"
+		}
+		if err := move(ctx, w.cfg.Instance, cmd.ID, now, now.Add(w.lease())); err != nil {
+			return w.lost(t, err)
+		}
+		t.claim = c
+		w.logger(t).Info(what, "generation", c.rec.Gen)
+		return w.run(ctx, t)
+
+	case rec.done():
+		// A duplicate or a redelivery: the recorded result, unchanged, and no API call.
+		w.obs.Duplicate(cmd.Op)
+		return 0, w.publishRecorded(ctx, c)
+
+	case now.Before(rec.Lease):
+		// Another delivery of this key is being worked on, here or by another worker. Look again
+		// soon rather than at the lease's end: the owner usually finishes first.
+		return min(max(rec.Lease.Sub(now), 50*time.Millisecond), 2*time.Second), nil
+
+	default:
+		// The owner's lease ran out: it crashed or was cut off. Take the key over; a request it
+		// may have sent is resolved by run's read-back.
+		if err := c.hold(ctx, w.cfg.Instance, now, now.Add(w.lease()), rec.ReadBackFailures, nil); err != nil {
+			return w.lost(t, err)
+		}
+		t.claim = c
+		w.logger(t).Info("took over command", "state", rec.State, "attempts", rec.Attempts)
+		return w.run(ctx, t)
+	}
 }
 
-// execute drives the command through the idempotency state machine until its result event is
-// published (nil), or it must come back later (*retryLater, errLost, or an infrastructure error).
-func (w *Worker) execute(ctx context.Context, j *job) error {
-	// Most keys are new: claim first, and read the record only when the key exists.
-	now := w.now()
-	fresh := &record{
-		State: stateClaimed, Op: j.cmd.Op, Fingerprint: j.cmd.Fingerprint, CommandID: j.cmd.ID,
-		Resource: j.resource, Owner: w.cfg.Instance, Lease: now.Add(w.lease()), Updated: now,
+// newRecord is the record of a key that has none yet.
+func (w *Worker) newRecord(t *task) record {
+	return record{Op: t.cmd.Op, Fingerprint: t.cmd.Fingerprint, CommandID: t.cmd.ID, Resource: t.resource}
+}
+
+// run works on a record this worker owns (none, claimed or sending) until the command is
+// finished or must wait.
+func (w *Worker) run(ctx context.Context, t *task) (time.Duration, error) {
+	c, op := t.claim, t.cmd.Op
+	if c.rec.State == stateSending {
+		wait, err := w.resolve(ctx, t)
+		if err != nil || wait > 0 || t.claim == nil || c.rec.done() {
+			return wait, err
+		}
 	}
-	if rev, err := w.store.create(ctx, j.cmd.Key, fresh); err == nil {
-		return w.run(ctx, j, fresh, rev)
-	} else if !errors.Is(err, errLost) {
-		return err
+	if c.rec.Attempts >= w.cfg.MaxAttempts {
+		return w.lost(t, w.fail(ctx, t, upstreamFailure(w.lastError(t))))
 	}
-	for {
-		rec, rev, err := w.store.get(ctx, j.cmd.Key)
+	body, marker := w.request(t, c.rec.Gen)
+	base := c.rec.Baseline
+	if marker == "" && base == nil && w.baselineMode(t) {
+		d, err := w.api.Details(ctx, t.cmd.Params[0])
 		if err != nil {
-			return err
+			if frontpay.Classify(err) == frontpay.Permanent {
+				return w.lost(t, w.fail(ctx, t, failureOf(err)))
+			}
+			// Like every read that gets no answer, it has a budget: the command must end.
+			t.reads++
+			w.logger(t).Warn("baseline read failed", "failures", t.reads, "err", err)
+			if t.reads >= w.cfg.MaxAttempts {
+				return w.lost(t, w.fail(ctx, t, upstreamFailure(err)))
+			}
+			return w.backoff(t.reads, err), nil
 		}
-		now := w.now()
-		switch {
-		case rec == nil:
-			// Gone since (the bucket's TTL): claim it afresh.
-			fresh.Lease, fresh.Updated = now.Add(w.lease()), now
-			if rev, err = w.store.create(ctx, j.cmd.Key, fresh); errors.Is(err, errLost) {
-				continue
-			} else if err != nil {
-				return err
-			}
-			return w.run(ctx, j, fresh, rev)
-
-		case rec.Fingerprint != j.cmd.Fingerprint:
-			w.obs.IdempotencyConflict(j.cmd.Op)
-			return w.fail(ctx, j, nil, 0, schemas.Failure{
-				Reason:  schemas.IdempotencyConflict,
-				Message: "idempotencyKeyUsedWithOtherData",
-			})
-
-		case rec.done() && j.cmd.ReplayOf != "" && !rec.OK && rec.EventID == j.cmd.ReplayOf:
-			// A replay of the failure this key ended with: a new generation may try again.
-			next := &record{
-				State: stateClaimed, Op: rec.Op, Fingerprint: rec.Fingerprint, CommandID: j.cmd.ID,
-				Resource: rec.Resource, Gen: rec.Gen + 1, Owner: w.cfg.Instance,
-				Lease: now.Add(w.lease()), Updated: now,
-			}
-			if rev, err = w.store.update(ctx, j.cmd.Key, next, rev); errors.Is(err, errLost) {
-				continue
-			} else if err != nil {
-				return err
-			}
-			j.log.Info("replaying failed command", "generation", next.Gen)
-			return w.run(ctx, j, next, rev)
-
-		case rec.done():
-			// A duplicate or a redelivery: the recorded result, unchanged, and no API call.
-			w.obs.Duplicate(j.cmd.Op)
-			return w.publish(ctx, j, rec, rev)
-
-		case w.inFlight(j.cmd.Key) || now.Before(rec.Lease):
-			// Another delivery of this key is being worked on, here or by another worker.
-			// Look again soon rather than at the lease's end: the owner usually finishes first.
-			return &retryLater{delay: min(max(time.Until(rec.Lease), 100*time.Millisecond), 2*time.Second), why: "key busy"}
-
-		default:
-			// The owner's lease ran out: it crashed or was cut off. Take the key over; a request it may
-			// have sent is resolved by run's read-back.
-			rec.Owner, rec.Lease, rec.Updated = w.cfg.Instance, now.Add(w.lease()), now
-			if rev, err = w.store.update(ctx, j.cmd.Key, rec, rev); errors.Is(err, errLost) {
-				continue
-			} else if err != nil {
-				return err
-			}
-			j.log.Info("took over command", "state", rec.State, "attempts", rec.Attempts)
-			return w.run(ctx, j, rec, rev)
-		}
+		base = baselineOf(&d.Data)
 	}
+	// Take the rate limit's turn first (it may hold the call back for a 429's Retry-After):
+	// "sending" is recorded only when the request can leave at once.
+	if err := w.api.Wait(ctx); err != nil {
+		return 0, err
+	}
+	// Record that a request is about to leave before it does: a crash from here on is resolved
+	// by read-back, never by sending blindly.
+	now := w.now()
+	if err := c.send(ctx, w.cfg.Instance, t.cmd.ID, now, now.Add(w.lease()), marker, base); err != nil {
+		return w.lost(t, err)
+	}
+	t.body = body
+	return w.call(ctx, t, op)
 }
 
-// run works on a record this worker owns, in state claimed or sending, until it is done.
-func (w *Worker) run(ctx context.Context, j *job, rec *record, rev uint64) error {
-	w.hold(j.cmd.Key)
-	defer w.release(j.cmd.Key)
-	op := j.cmd.Op
-	var lastErr error
-	if a := rec.LastAnswer; a != nil {
-		// The answer an earlier delivery got, should the attempts be spent already.
-		lastErr = &frontpay.Error{Op: op, HTTPStatus: a.HTTPStatus, Message: a.Message, Errors: a.Errors}
+// call makes the HTTP attempt recorded as sending, and records what its answer means.
+func (w *Worker) call(ctx context.Context, t *task, op frontpay.Operation) (time.Duration, error) {
+	c := t.claim
+	// The request may not outlive the lease: past it, another worker may take the key over.
+	callCtx, cancel := context.WithDeadline(frontpay.AfterWait(ctx), c.rec.SentAt.Add(w.cfg.APITimeout))
+	start := time.Now()
+	resp, err := w.api.Do(callCtx, op, t.cmd.Params, t.body)
+	cancel()
+	class := frontpay.Classify(err)
+	w.obs.APICall(op, statusOf(resp, err), time.Since(start))
+
+	switch {
+	case class == frontpay.Success:
+		return w.lost(t, w.succeed(ctx, t, resp.HTTPStatus, resp.Message, resp.Raw))
+	case class == frontpay.Permanent:
+		return w.lost(t, w.fail(ctx, t, failureOf(err)))
 	}
-	for {
-		var err error
-		if rec.State == stateSending {
-			if rec, rev, err = w.resolve(ctx, j, rec, rev); err != nil || rec.done() {
-				return err
-			}
+	if ctx.Err() != nil {
+		return 0, ctx.Err()
+	}
+	t.lastErr = err
+	delay, now := w.backoff(c.rec.Attempts, err), w.now()
+	if class == frontpay.Retryable || op.Recovery() == frontpay.Resend {
+		// Nothing reached the API (or it refused with 429 before acting), or sending again is
+		// harmless: back to claimed, so that a crash during the wait is not taken for a request
+		// in flight.
+		if c.rec.Attempts >= w.cfg.MaxAttempts {
+			return w.lost(t, w.fail(ctx, t, upstreamFailure(err)))
 		}
-		if rec.Attempts >= w.cfg.MaxAttempts {
-			return w.fail(ctx, j, rec, rev, upstreamFailure(lastErr))
-		}
-		if needsBaseline(op) && rec.Baseline == nil {
-			d, err := w.api.Details(ctx, j.cmd.Params[0])
-			if err != nil {
-				if frontpay.Classify(err) == frontpay.Permanent {
-					return w.fail(ctx, j, rec, rev, failureOf(err))
-				}
-				// Like every read that gets no answer, it has a budget: the command must end.
-				rec.ReadBackFailures++
-				j.log.Warn("baseline read failed", "failures", rec.ReadBackFailures, "err", err)
-				if rec.ReadBackFailures >= w.cfg.MaxAttempts {
-					return w.fail(ctx, j, rec, rev, upstreamFailure(err))
-				}
-				return w.later(ctx, j, rec, rev, err)
-			}
-			rec.Baseline, rec.ReadBackFailures = baselineOf(&d.Data), 0
-		}
-
-		// Take the rate limiter's turn first (it may hold the call back for a 429's Retry-After):
-		// "sending" is recorded only when the request can leave at once.
-		if err := w.api.Wait(ctx); err != nil {
-			return w.later(ctx, j, rec, rev, err)
-		}
-		// Record that a request is about to leave before it does: a crash from here on is
-		// resolved by read-back, never by sending blindly.
-		now := w.now()
-		rec.State, rec.Attempts, rec.SentAt, rec.Updated = stateSending, rec.Attempts+1, now, now
-		rec.Owner, rec.Lease = w.cfg.Instance, now.Add(w.lease())
-		if rev, err = w.store.update(ctx, j.cmd.Key, rec, rev); err != nil {
-			return err
-		}
-		// The request may not outlive the lease: past it, another worker may take the key over.
-		callCtx, cancel := context.WithDeadline(frontpay.AfterWait(ctx), now.Add(w.cfg.APITimeout))
-		start := time.Now()
-		resp, err := w.api.Do(callCtx, op, j.cmd.Params, j.cmd.Body)
-		cancel()
-		class := frontpay.Classify(err)
-		w.obs.APICall(op, statusOf(resp, err), time.Since(start))
-		j.log.Debug("api call", "attempt", rec.Attempts, "class", class, "err", err)
-
-		switch {
-		case class == frontpay.Success:
-			return w.succeed(ctx, j, rec, rev, resp.HTTPStatus, resp.Message, resp.Raw)
-		case class == frontpay.Permanent:
-			return w.fail(ctx, j, rec, rev, failureOf(err))
-		case class == frontpay.Retryable || resendable(op):
-			// Nothing reached the API (or it refused with 429 before acting), or sending again is
-			// harmless: back to claimed.
-			rec.State = stateClaimed
-			lastErr = err
-		default:
-			// Sent, outcome unknown: stay in sending. The read-back runs before anything is sent
-			// again, after the backoff, so that a request still being processed has settled.
-			w.obs.Ambiguous(op)
-			j.log.Warn("outcome unknown, will read back", "attempt", rec.Attempts, "err", err)
-			lastErr = err
-		}
-		rec.LastAnswer = answerOf(err)
-		if rec.State == stateClaimed && rec.Attempts >= w.cfg.MaxAttempts {
-			return w.fail(ctx, j, rec, rev, upstreamFailure(err))
-		}
-		delay := w.backoff(rec.Attempts, err)
 		w.obs.Retry(op)
-		if delay > w.cfg.InProcessRetry {
-			return w.later(ctx, j, rec, rev, err)
+		if err := c.unsent(ctx, now, now.Add(delay+w.lease()), answerOf(err), c.rec.Baseline); err != nil {
+			return w.lost(t, err)
 		}
-		// What the sleep follows is on record first: "claimed" when nothing was sent, so that a
-		// crash during the wait is not taken for a request in flight.
-		if rev, err = w.store.update(ctx, j.cmd.Key, rec, rev); err != nil {
-			return err
-		}
-		if err := sleep(ctx, delay); err != nil {
-			return w.later(ctx, j, rec, rev, err)
-		}
+		return delay, nil
 	}
+	// Sent, outcome unknown: stay in sending. The read-back runs after the backoff, so that a
+	// request still being processed has settled; the lease covers the wait.
+	w.obs.Ambiguous(op)
+	w.obs.Retry(op)
+	w.logger(t).Warn("outcome unknown, will read back", "attempt", c.rec.Attempts, "err", err)
+	if err := c.hold(ctx, w.cfg.Instance, now, now.Add(delay+w.lease()), c.rec.ReadBackFailures, answerOf(err)); err != nil {
+		return w.lost(t, err)
+	}
+	return delay, nil
 }
 
 // resolve decides the outcome of a request sent earlier (state sending), by read-back where the
-// operation allows it. The record it returns is done, or claimed again when the request provably
-// did not take effect.
-func (w *Worker) resolve(ctx context.Context, j *job, rec *record, rev uint64) (*record, uint64, error) {
-	op := j.cmd.Op
-	if resendable(op) {
-		rec.State = stateClaimed
-		return rec, rev, nil
-	}
-	if !needsBaseline(op) || rec.Baseline == nil {
+// operation allows it. It leaves the record done, or claimed when the request provably did not
+// take effect (or sending again is harmless), or asks for a wait before reading again.
+func (w *Worker) resolve(ctx context.Context, t *task) (time.Duration, error) {
+	c, op, now := t.claim, t.cmd.Op, w.now()
+	switch op.Recovery() {
+	case frontpay.Resend:
+		return w.lost(t, c.unsent(ctx, now, now.Add(w.lease()), nil, nil))
+	case frontpay.Unknown:
 		w.obs.ReadBack(op, undecided.String())
-		return rec, rev, w.fail(ctx, j, rec, rev, schemas.Failure{
-			Reason:  schemas.OutcomeUnknown,
-			Message: "outcomeUnknownNoReadBack",
-		})
+		return w.lost(t, w.fail(ctx, t, schemas.Failure{Reason: schemas.OutcomeUnknown, Message: "outcomeUnknownNoReadBack"}))
 	}
-	d, err := w.api.Details(ctx, j.cmd.Params[0])
+	d, err := w.api.Details(ctx, t.cmd.Params[0])
 	if err != nil {
-		rec.ReadBackFailures++
-		j.log.Warn("read-back failed", "failures", rec.ReadBackFailures, "err", err)
-		if rec.ReadBackFailures >= w.cfg.MaxAttempts {
-			w.obs.ReadBack(op, undecided.String())
-			return rec, rev, w.fail(ctx, j, rec, rev, schemas.Failure{Reason: schemas.OutcomeUnknown, Message: "readBackFailed"})
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
 		}
-		return rec, rev, w.later(ctx, j, rec, rev, err)
+		n := c.rec.ReadBackFailures + 1
+		w.logger(t).Warn("read-back failed", "failures", n, "err", err)
+		if n >= w.cfg.MaxAttempts {
+			w.obs.ReadBack(op, undecided.String())
+			return w.lost(t, w.fail(ctx, t, schemas.Failure{Reason: schemas.OutcomeUnknown, Message: "readBackFailed"}))
+		}
+		delay := w.backoff(n, err)
+		if err := c.hold(ctx, w.cfg.Instance, now, now.Add(delay+w.lease()), n, nil); err != nil {
+			return w.lost(t, err)
+		}
+		return delay, nil
 	}
-	v, response := readBack(op, j.cmd.Body, rec.Baseline, &d.Data)
+	v, response := readBack(op, t.cmd.Body, &c.rec, &d.Data)
 	w.obs.ReadBack(op, v.String())
-	j.log.Info("read back", "verdict", v.String(), "attempts", rec.Attempts)
+	w.logger(t).Info("read back", "verdict", v.String(), "attempts", c.rec.Attempts)
 	switch v {
 	case applied:
-		return rec, rev, w.succeed(ctx, j, rec, rev, http.StatusAccepted, successMessage[op], response)
+		return w.lost(t, w.succeed(ctx, t, http.StatusAccepted, successMessage[op], response))
 	case notApplied:
-		rec.State = stateClaimed
-		// The reservation as it is now is the baseline of the next request.
-		rec.Baseline = baselineOf(&d.Data)
-		return rec, rev, nil
-	default:
-		return rec, rev, w.fail(ctx, j, rec, rev, schemas.Failure{Reason: schemas.OutcomeUnknown, Message: "outcomeUnknownAfterReadBack"})
+		// Where the request was read back against a baseline, the reservation as it is now is
+		// the baseline of the next.
+		var base *baseline
+		if c.rec.Baseline != nil {
+			base = baselineOf(&d.Data)
+		}
+		return w.lost(t, c.unsent(ctx, now, now.Add(w.lease()), c.rec.LastAnswer, base))
 	}
+	return w.lost(t, w.fail(ctx, t, schemas.Failure{Reason: schemas.OutcomeUnknown, Message: "outcomeUnknownAfterReadBack"}))
 }
 
-// later records the command's progress and hands the message back for a later delivery.
-func (w *Worker) later(ctx context.Context, j *job, rec *record, rev uint64, cause error) error {
-	now := w.now()
-	delay := w.backoff(max(rec.Attempts, 1), cause)
-	// The next delivery may take over at once when nothing is in flight; after an unknown outcome
-	// it waits out the delay, so the read-back sees what the API settled on.
-	rec.Lease, rec.Updated = now, now
-	if rec.State == stateSending {
-		rec.Lease = now.Add(delay)
+// lost turns a lost compare-and-swap into a short wait, after which the key is looked at again
+// (another worker changed it); other errors pass.
+func (w *Worker) lost(t *task, err error) (time.Duration, error) {
+	if errors.Is(err, errLost) {
+		t.claim, t.probed = nil, true
+		return 50 * time.Millisecond, nil
 	}
-	if _, err := w.store.update(ctx, j.cmd.Key, rec, rev); err != nil {
-		return err
+	return 0, err
+}
+
+// request returns the request body of the key's generation gen and its read-back marker ("": it
+// carries none).
+func (w *Worker) request(t *task, gen int) (frontpay.Validator, string) {
+	if w.cfg.NoMarker {
+		return t.cmd.Body, ""
 	}
-	return &retryLater{delay: delay, why: fmt.Sprint(cause)}
+	m := markerOf(w.cfg.Merchant, t.cmd.Key, gen)
+	if b, ok := marked(t.cmd.Body, m); ok {
+		return b, m
+	}
+	return t.cmd.Body, ""
+}
+
+// baselineMode reports whether the command's unknown outcomes are read back against a baseline
+// read before its first request: refunds, and captures and charges without a marker.
+func (w *Worker) baselineMode(t *task) bool {
+	switch t.cmd.Op {
+	case frontpay.ReservationRefund:
+		return true
+	case frontpay.ReservationCapture, frontpay.ReservationCharge:
+		_, m := w.request(t, 0)
+		return m == ""
+	}
+	return false
+}
+
+// lastError is the error that an upstream_unavailable failure names: this delivery's last, or
+// the answer an earlier delivery recorded.
+func (w *Worker) lastError(t *task) error {
+	if t.lastErr != nil {
+		return t.lastErr
+	}
+	if a := t.claim.rec.LastAnswer; a != nil {
+		return &frontpay.Error{Op: t.cmd.Op, HTTPStatus: a.HTTPStatus, Message: a.Message, Errors: a.Errors}
+	}
+	return nil
 }
 
 // succeed records and publishes a success event.
-func (w *Worker) succeed(ctx context.Context, j *job, rec *record, rev uint64, status int, message string, response json.RawMessage) error {
+func (w *Worker) succeed(ctx context.Context, t *task, status int, message string, response json.RawMessage) error {
 	if len(response) == 0 {
 		response = json.RawMessage("null")
 	}
-	ev, err := schemas.NewSuccess(w.cfg.Source, j.cmd.Origin(), schemas.Success{HTTPStatus: status, Message: message, Response: response}, w.now())
+	ev, err := schemas.NewSuccess(w.cfg.Source, t.cmd.Origin(), schemas.Success{HTTPStatus: status, Message: message, Response: response}, w.now())
 	if err != nil {
 		return err
 	}
-	return w.finish(ctx, j, rec, rev, true, "", ev)
+	return w.finish(ctx, t, "", ev)
 }
 
-// fail records and publishes a failure event. With rec nil the failure is not recorded: an
-// idempotency conflict must not overwrite the key's own record, and gets an id of its own.
-func (w *Worker) fail(ctx context.Context, j *job, rec *record, rev uint64, f schemas.Failure) error {
-	f.Command = j.raw
-	if rec != nil {
-		f.Attempts = rec.Attempts
+// fail records and publishes a failure event.
+func (w *Worker) fail(ctx context.Context, t *task, f schemas.Failure) error {
+	ev, err := w.failure(t, f)
+	if err != nil {
+		return err
+	}
+	return w.finish(ctx, t, f.Reason, ev)
+}
+
+// failure builds the failure event of the command.
+func (w *Worker) failure(t *task, f schemas.Failure) (schemas.Event, error) {
+	f.Command = t.msg.Data()
+	if t.claim != nil {
+		f.Attempts = t.claim.rec.Attempts
 	}
 	f.Retryable = f.Reason == schemas.UpstreamUnavailable
 	if len(f.Errors) == 0 {
 		f.Errors = json.RawMessage("null")
 	}
-	ev, err := schemas.NewFailure(w.cfg.Source, j.cmd.Origin(), f, w.now())
+	return schemas.NewFailure(w.cfg.Source, t.cmd.Origin(), f, w.now())
+}
+
+// conflict publishes the idempotency_conflict failure of a command whose key was used by another
+// operation or with other data. It is not recorded: the key's record stays the first command's,
+// and the failure has an id of its own.
+func (w *Worker) conflict(ctx context.Context, t *task) error {
+	ev, err := w.failure(&task{msg: t.msg, cmd: t.cmd}, schemas.Failure{
+		Reason: schemas.IdempotencyConflict, Message: "idempotencyKeyUsedWithOtherData",
+	})
 	if err != nil {
 		return err
 	}
-	if rec == nil {
-		ev.ID = schemas.ResultID(j.cmd.Key+"\x00conflict\x00"+j.cmd.ID, false, f.Reason)
-	}
-	return w.finish(ctx, j, rec, rev, false, f.Reason, ev)
-}
-
-// finish records the result event (so that every later delivery of the key gets the very same
-// event) and publishes it.
-func (w *Worker) finish(ctx context.Context, j *job, rec *record, rev uint64, ok bool, reason schemas.Reason, ev schemas.Event) error {
+	ev.ID = schemas.ResultID(t.cmd.Key+"\x00conflict\x00"+t.cmd.ID, false, schemas.IdempotencyConflict)
 	raw, err := json.Marshal(ev)
 	if err != nil {
 		return err
 	}
-	subject := schemas.ResultSubject(w.cfg.Prefix, j.cmd.Op, ok)
-	w.obs.Outcome(j.cmd.Op, ok, reason)
-	if rec == nil {
-		return w.pub.Publish(ctx, subject, ev.ID, raw)
-	}
-	rec.OK, rec.Subject, rec.EventID, rec.Event, rec.Updated = ok, subject, ev.ID, raw, w.now()
-	rec.State = stateFailed
-	if ok {
-		rec.State = stateSucceeded
-	}
-	if rev, err = w.store.update(ctx, j.cmd.Key, rec, rev); err != nil {
-		return err
-	}
-	j.log.Info("command finished", "ok", ok, "reason", reason, "attempts", rec.Attempts)
-	return w.publish(ctx, j, rec, rev)
+	w.obs.Outcome(t.cmd.Op, false, schemas.IdempotencyConflict)
+	return w.pub.Publish(ctx, schemas.ResultSubject(w.cfg.Prefix, t.cmd.Op, false), ev.ID, raw)
 }
 
-// publish puts the recorded event on the result stream and marks the record published.
-func (w *Worker) publish(ctx context.Context, j *job, rec *record, rev uint64) error {
-	if err := w.pub.Publish(ctx, rec.Subject, rec.EventID, rec.Event); err != nil {
+// finish records the result event, in the same write as the outcome, so that every later
+// delivery of the key gets the very same event, and publishes it.
+func (w *Worker) finish(ctx context.Context, t *task, reason schemas.Reason, ev schemas.Event) error {
+	raw, err := json.Marshal(ev)
+	if err != nil {
 		return err
 	}
-	if rec.State == statePublished {
-		return nil
+	c := t.claim
+	subject := schemas.ResultSubject(w.cfg.Prefix, t.cmd.Op, reason == "")
+	if err := c.finish(ctx, w.now(), reason, subject, ev.ID, raw); err != nil {
+		return err
 	}
-	rec.State, rec.Updated = statePublished, w.now()
-	if _, err := w.store.update(ctx, j.cmd.Key, rec, rev); err != nil && !errors.Is(err, errLost) {
-		// The event is out; a later delivery publishes it again, which the stream drops.
-		j.log.Warn("could not mark record published", "err", err)
-	}
-	return nil
+	w.obs.Outcome(t.cmd.Op, reason == "", reason)
+	w.logger(t).Info("command finished", "ok", reason == "", "reason", reason, "attempts", c.rec.Attempts)
+	return w.publishRecorded(ctx, c)
+}
+
+// publishRecorded puts a finished record's event on the result stream.
+func (w *Worker) publishRecorded(ctx context.Context, c *claim) error {
+	return w.pub.Publish(ctx, c.rec.Subject, c.rec.EventID, c.rec.Event)
+}
+
+// logger is the command's logger, with what identifies it.
+func (w *Worker) logger(t *task) *slog.Logger {
+	return w.log.With("op", t.cmd.Op, "id", t.cmd.ID, "key", t.cmd.Key, "correlationid", t.cmd.CorrelationID, "resource", t.cmd.Resource)
 }
 
 // failureOf maps a permanent error to the failure of CONTRACT.md section 3.

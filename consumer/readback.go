@@ -1,28 +1,42 @@
 package consumer
 
 import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/nordpay/frontpay-worker/frontpay"
 )
 
 // Read-back: deciding whether a request whose answer never came took effect.
 //
-// Before the first request of a capture, charge, refund, cancel or complete, the worker reads the
-// reservation (details with payment history) and records a baseline. After an unknown outcome
-// (timeout or cut connection after sending, a 5xx, a worker killed in state sending) it reads the
-// reservation again and compares. Because commands of one reservation run one at a time, in
-// publish order, no other command of this worker can have changed the reservation in between:
+// After an unknown outcome (timeout or cut connection after sending, a 5xx, a worker killed in
+// state sending) the worker reads the reservation (details with payment history). Because the
+// commands of one reservation run one at a time, in publish order, no other command of this
+// worker changes the reservation meanwhile:
 //
-//   - capture / charge: no new captured (charged) entry → not applied; exactly one new entry, of
-//     the command's grand total → applied, and its reference is the uuid the API would have
-//     answered; anything else (two new entries, another amount) → undecided.
-//   - refund: no new refund entry → not applied; exactly one new entry, from the command's
-//     reference and of its grand total → applied; anything else → undecided.
-//   - cancel / complete: the status became CANCELLED (COMPLETED) → applied; the status is
-//     unchanged → not applied; it changed to anything else → undecided.
+//   - capture / charge, with the read-back marker: every request of a key's generation carries
+//     the marker " [fp:<10 hex>]" at the end of its additionalText, derived from the merchant,
+//     the key and the generation (CONTRACT.md section 4), and the payment history keeps that
+//     text. Exactly one captured (charged) entry with the marker, of the command's grand total →
+//     applied, and its reference is the uuid the API would have answered; none with the marker →
+//     not applied, unless an entry without any marker could be the effect (the same amount, not
+//     clearly older than the request): the API may have dropped the text, so that is undecided;
+//     anything else → undecided. No read before the request is needed.
+//   - capture / charge without the marker (the note would pass 255 characters, or
+//     FRONTPAY_READBACK_MARKER=off), and refund (whose history entry has no text): against the
+//     baseline read before the first request. No new entry → not applied; exactly one new entry
+//     of the command's grand total (a refund's: from its reference) → applied; anything else →
+//     undecided.
+//   - cancel / complete: the status is CANCELLED (COMPLETED) → applied; otherwise → not applied
+//     (sending either again is harmless: the API refuses a second one).
 //
 // Submit, session and order.create create a new resource whose identifier only the lost answer
 // held, so there is nothing to read back: their unknown outcomes are undecided. Resend, details
@@ -41,7 +55,50 @@ func (v verdict) String() string {
 	return [...]string{"not_applied", "applied", "undecided"}[v]
 }
 
-// baseline is what the read-back compares with: the reservation before the first request.
+// MaxNoteLength is the longest additionalText the API keeps: a note that would pass it with the
+// read-back marker is sent without one, and read back against a baseline instead.
+const MaxNoteLength = 255
+
+// unmarkedHorizon is how much older than a request an unmarked history entry must be to be
+// surely not its effect: far beyond any clock difference between the API and the worker.
+const unmarkedHorizon = time.Hour
+
+// markerPattern matches any read-back marker, the worker's or another key's.
+var markerPattern = regexp.MustCompile(`\[fp:[0-9a-f]{10}\]`)
+
+// markerOf is the read-back marker of an idempotency key's generation at a merchant.
+func markerOf(merchant, key string, gen int) string {
+	sum := sha256.Sum256([]byte(merchant + "\x00" + key + "\x00" + strconv.Itoa(gen)))
+	return "[fp:" + hex.EncodeToString(sum[:5]) + "]"
+}
+
+// marked returns the request body with marker at the end of its additionalText, and false when
+// the operation carries no note or the note would pass MaxNoteLength characters.
+func marked(body frontpay.Validator, marker string) (frontpay.Validator, bool) {
+	note := func(text *string) (*string, bool) {
+		s := marker
+		if text != nil && *text != "" {
+			s = *text + " " + marker
+		}
+		return &s, utf8.RuneCountInString(s) <= MaxNoteLength
+	}
+	switch b := body.(type) {
+	case *frontpay.CaptureRequest:
+		c := *b
+		var ok bool
+		c.AdditionalText, ok = note(b.AdditionalText)
+		return &c, ok
+	case *frontpay.ChargeRequest:
+		c := *b
+		var ok bool
+		c.AdditionalText, ok = note(b.AdditionalText)
+		return &c, ok
+	}
+	return body, false
+}
+
+// baseline is what a read-back without a marker compares with: the reservation before the
+// request.
 type baseline struct {
 	Status   string       `json:"status"`
 	Captured []string     `json:"captured,omitempty"`
@@ -54,25 +111,6 @@ type refundMark struct {
 	Reference string `json:"reference"`
 	Amount    string `json:"amount"`
 	At        string `json:"at"`
-}
-
-// needsBaseline reports whether op's unknown outcomes are decided by reading the reservation.
-func needsBaseline(op frontpay.Operation) bool {
-	switch op {
-	case frontpay.ReservationCapture, frontpay.ReservationCharge, frontpay.ReservationRefund,
-		frontpay.ReservationCancel, frontpay.ReservationComplete:
-		return true
-	}
-	return false
-}
-
-// resendable reports whether sending op again after an unknown outcome is harmless.
-func resendable(op frontpay.Operation) bool {
-	switch op {
-	case frontpay.ReservationDetails, frontpay.ReservationHistory, frontpay.ReservationResend, frontpay.OrderResend:
-		return true
-	}
-	return false
 }
 
 func baselineOf(r *frontpay.Reservation) *baseline {
@@ -104,26 +142,89 @@ func centsText(n frontpay.Number) string {
 	return frontpay.FromCents(c).String()
 }
 
-// readBack compares the reservation now with the baseline for the command's body. It returns the
-// verdict and, when applied, the data member the API's answer would have carried.
-func readBack(op frontpay.Operation, body frontpay.Validator, base *baseline, now *frontpay.Reservation) (verdict, json.RawMessage) {
+// readBack compares the reservation now with what the request in flight left in the record:
+// its marker, or its baseline. It returns the verdict and, when applied, the data member the
+// API's answer would have carried.
+func readBack(op frontpay.Operation, body frontpay.Validator, rec *record, now *frontpay.Reservation) (verdict, json.RawMessage) {
 	h := now.PaymentHistory
 	if h == nil {
 		h = &frontpay.PaymentHistory{}
 	}
 	switch op {
-	case frontpay.ReservationCapture:
-		return newPayment(base.Captured, h.Captured, body.(*frontpay.CaptureRequest).GrandTotal)
-	case frontpay.ReservationCharge:
-		return newPayment(base.Charged, h.Charged, body.(*frontpay.ChargeRequest).GrandTotal)
+	case frontpay.ReservationCapture, frontpay.ReservationCharge:
+		var entries []frontpay.HistoryPayment
+		var total frontpay.Number
+		switch b := body.(type) {
+		case *frontpay.CaptureRequest:
+			entries, total = h.Captured, b.GrandTotal
+		case *frontpay.ChargeRequest:
+			entries, total = h.Charged, b.GrandTotal
+		}
+		if rec.Marker != "" {
+			return markedPayment(entries, rec.Marker, total, cmp.Or(rec.FirstSentAt, rec.SentAt))
+		}
+		if rec.Baseline == nil {
+			return undecided, nil
+		}
+		before := rec.Baseline.Captured
+		if op == frontpay.ReservationCharge {
+			before = rec.Baseline.Charged
+		}
+		return newPayment(before, entries, total)
 	case frontpay.ReservationRefund:
-		return newRefund(base.Refunds, h.Refunded, body.(*frontpay.RefundRequest))
+		if rec.Baseline == nil {
+			return undecided, nil
+		}
+		return newRefund(rec.Baseline.Refunds, h.Refunded, body.(*frontpay.RefundRequest))
 	case frontpay.ReservationCancel:
-		return newStatus(base.Status, now.Status, "CANCELLED")
+		return hasStatus(now.Status, "CANCELLED")
 	case frontpay.ReservationComplete:
-		return newStatus(base.Status, now.Status, "COMPLETED")
+		return hasStatus(now.Status, "COMPLETED")
 	}
 	return undecided, nil
+}
+
+// markedPayment finds the effect of a marked capture or charge among the history's entries.
+func markedPayment(entries []frontpay.HistoryPayment, marker string, total frontpay.Number, sent time.Time) (verdict, json.RawMessage) {
+	var ours []frontpay.HistoryPayment
+	maybe := false
+	for _, p := range entries {
+		text := ""
+		if p.AdditionalText != nil {
+			text = *p.AdditionalText
+		}
+		switch {
+		case strings.Contains(text, marker):
+			ours = append(ours, p)
+		case markerPattern.MatchString(text):
+			// Another command's effect.
+		case p.Amount.Cmp(total) == 0 && !olderThan(p.At, sent.Add(-unmarkedHorizon)):
+			maybe = true
+		}
+	}
+	switch {
+	case len(ours) == 1 && ours[0].Amount.Cmp(total) == 0:
+		b, _ := json.Marshal(frontpay.PaymentResult{UUID: ours[0].Reference})
+		return applied, b
+	case len(ours) == 0 && !maybe:
+		return notApplied, nil
+	}
+	return undecided, nil
+}
+
+// olderThan reports whether a history time (RFC 3339 or Unix seconds) is surely before t; an
+// unreadable time is not.
+func olderThan(at frontpay.Text, t time.Time) bool {
+	s := strings.TrimSpace(string(at))
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Unix(n, 0).Before(t)
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05"} {
+		if v, err := time.Parse(layout, s); err == nil {
+			return v.Before(t)
+		}
+	}
+	return false
 }
 
 func newPayment(before []string, now []frontpay.HistoryPayment, total frontpay.Number) (verdict, json.RawMessage) {
@@ -164,14 +265,12 @@ func newRefund(before []refundMark, now []frontpay.HistoryRefund, req *frontpay.
 	return undecided, nil
 }
 
-func newStatus(before, now, target string) (verdict, json.RawMessage) {
-	switch {
-	case strings.EqualFold(now, target) && !strings.EqualFold(before, target):
+// hasStatus decides a cancel or complete by the status alone.
+func hasStatus(now, target string) (verdict, json.RawMessage) {
+	if strings.EqualFold(now, target) {
 		return applied, json.RawMessage("null")
-	case strings.EqualFold(now, before):
-		return notApplied, nil
 	}
-	return undecided, nil
+	return notApplied, nil
 }
 
 // successMessage is the documented message key of an operation's success, used for the result

@@ -1,6 +1,8 @@
 package consumer
 
 import (
+	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,40 +25,58 @@ func TestUnknownOutcomeReadBack(t *testing.T) {
 		// sent is how often the call reaches the API: once when the effect is read back, twice
 		// when the read-back proves it absent and it is sent again.
 		sent int
+		// noMarker runs the worker with FRONTPAY_READBACK_MARKER=off.
+		noMarker bool
 	}{
 		{"capture/dropped after effect", frontpay.ReservationCapture, dropAfter, func(t *testing.T, h *harness, r reservation) any {
 			return captureData(r, 300, "readback")
-		}, 1},
+		}, 1, false},
 		{"charge/dropped after effect", frontpay.ReservationCharge, dropAfter, func(t *testing.T, h *harness, r reservation) any {
 			return chargeData(r, 50, "readback")
-		}, 1},
+		}, 1, false},
 		{"refund/dropped after effect", frontpay.ReservationRefund, dropAfter, func(t *testing.T, h *harness, r reservation) any {
 			return refundData(r, h.capture(t, r, 300, "to refund"), 100)
-		}, 1},
+		}, 1, false},
 		{"cancel/dropped after effect", frontpay.ReservationCancel, dropAfter, func(t *testing.T, h *harness, r reservation) any {
 			return noteData(r.UUID, "readback")
-		}, 1},
+		}, 1, false},
 		{"complete/dropped after effect", frontpay.ReservationComplete, dropAfter, func(t *testing.T, h *harness, r reservation) any {
 			h.capture(t, r, 300, "to complete")
 			return noteData(r.UUID, "readback")
-		}, 1},
+		}, 1, false},
 		{"capture/dropped before effect", frontpay.ReservationCapture, sandbox.Fault{DropBeforeShare: 1, Times: 1}, func(t *testing.T, h *harness, r reservation) any {
 			return captureData(r, 300, "readback")
-		}, 2},
+		}, 2, false},
 		{"capture/5xx", frontpay.ReservationCapture, sandbox.Fault{ErrorShare: 1, Times: 1}, func(t *testing.T, h *harness, r reservation) any {
 			return captureData(r, 300, "readback")
-		}, 2},
+		}, 2, false},
 		{"capture/timeout", frontpay.ReservationCapture, sandbox.Fault{Latency: apiTimeout + time.Second, Times: 1}, func(t *testing.T, h *harness, r reservation) any {
 			return captureData(r, 300, "readback")
-		}, 2},
+		}, 2, false},
+		{"capture/marker off/dropped after effect", frontpay.ReservationCapture, dropAfter, func(t *testing.T, h *harness, r reservation) any {
+			return captureData(r, 300, "readback")
+		}, 1, true},
+		{"capture/marker off/dropped before effect", frontpay.ReservationCapture, sandbox.Fault{DropBeforeShare: 1, Times: 1}, func(t *testing.T, h *harness, r reservation) any {
+			return captureData(r, 300, "readback")
+		}, 2, true},
+		{"charge/marker off/dropped after effect", frontpay.ReservationCharge, dropAfter, func(t *testing.T, h *harness, r reservation) any {
+			return chargeData(r, 50, "readback")
+		}, 1, true},
+		{"capture/note too long for the marker/dropped after effect", frontpay.ReservationCapture, dropAfter, func(t *testing.T, h *harness, r reservation) any {
+			return captureData(r, 300, strings.Repeat("n", MaxNoteLength-10))
+		}, 1, false},
+		{"charge/note too long for the marker/dropped before effect", frontpay.ReservationCharge, sandbox.Fault{DropBeforeShare: 1, Times: 1}, func(t *testing.T, h *harness, r reservation) any {
+			return chargeData(r, 50, strings.Repeat("n", MaxNoteLength-15))
+		}, 2, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			h := setup(t)
+			h := setup(t, withoutWorker())
+			h.start("reading-back", func(c *Config) { c.NoMarker = tt.noMarker })
 			r := h.paid(t)
 			data := tt.data(t, h, r)
-			reads := h.calls.count(frontpay.ReservationDetails, r.UUID)
+			reads0 := h.calls.count(frontpay.ReservationDetails, r.UUID)
 			h.sb.SetFault(tt.op, tt.fault)
 
 			c := h.publish(t, tt.op, data)
@@ -70,8 +90,25 @@ func TestUnknownOutcomeReadBack(t *testing.T) {
 			if n := h.calls.count(tt.op, r.UUID); n != tt.sent || e.Dropped != (tt.sent == 1) {
 				t.Errorf("%s sent %d times (want %d), effect dropped %v", tt.op, n, tt.sent, e.Dropped)
 			}
-			if n := h.calls.count(frontpay.ReservationDetails, r.UUID) - reads; n < 2 {
-				t.Errorf("%d details reads: no baseline and read-back", n)
+			// With the marker, and for cancel and complete (read back by status): only the
+			// read-back. Otherwise (a refund, a note too long, the marker off): a baseline before
+			// the request, then the read-back.
+			var sentText string
+			if b := map[string]any{}; json.Unmarshal(e.Body, &b) == nil {
+				sentText, _ = b["additionalText"].(string)
+			}
+			withMarker := markerPattern.MatchString(sentText)
+			reads := 1
+			if !withMarker && tt.op != frontpay.ReservationCancel && tt.op != frontpay.ReservationComplete {
+				reads = 2
+			}
+			if n := h.calls.count(frontpay.ReservationDetails, r.UUID) - reads0; n != reads {
+				t.Errorf("%d details reads, want %d (marker sent: %v)", n, reads, withMarker)
+			}
+			wantMarker := !tt.noMarker && (tt.op == frontpay.ReservationCapture || tt.op == frontpay.ReservationCharge) &&
+				!strings.Contains(tt.name, "too long")
+			if withMarker != wantMarker {
+				t.Errorf("additionalText sent %q: marker %v, want %v", sentText, withMarker, wantMarker)
 			}
 			switch tt.op {
 			case frontpay.ReservationCapture, frontpay.ReservationCharge:

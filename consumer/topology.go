@@ -1,7 +1,9 @@
 package consumer
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -29,17 +31,34 @@ const (
 	// between publishing and recording it, which comes back one AckWait (plus processing) later.
 	// It is kept to minutes because the server holds every id of the window in memory.
 	DuplicateWindow = 5 * time.Minute
-	// MaxAckPending bounds the commands of one operation that are delivered and not yet answered,
-	// including those waiting with NakWithDelay: far above the in-flight limit, so that commands
-	// waiting for a retry or for their turn on a reservation never starve the others.
+	// MaxAckPending bounds the commands the owner holds, delivered and not yet answered: those
+	// in flight, waiting for a retry in memory, or waiting for their turn on a reservation. It
+	// bounds the owner's memory (well under 100 MiB at the contract's 256 KiB a command only for
+	// small commands; a command is typically under 2 KiB) and is far above the in-flight limit, so
+	// that a reservation with a long backlog never starves the others for long.
 	MaxAckPending = 20000
+	// PriorityGroup is the priority group every worker pulls in: the server delivers to one
+	// pinned client of it at a time, the owner.
+	PriorityGroup = "frontpay"
+	// DefaultPinnedTTL is how long the server keeps a silent owner pinned: the longest a dead
+	// owner's commands wait for a standby. Owners pull at least every third of it.
+	DefaultPinnedTTL = 10 * time.Second
+	// DefaultAckWait is how long a delivered command may stay unanswered before the server sends
+	// it again. The owner holds commands in memory (waiting for their turn or a retry) and drops
+	// such copies by stream sequence; a new owner gets everything above the ack floor at once by
+	// resetting the consumer, so AckWait no longer decides how soon a crashed owner's commands
+	// are taken over, and long is better: fewer copies of held commands.
+	DefaultAckWait = 5 * time.Minute
 )
 
 // Topology names and configures the streams, key-value bucket and consumers of one subject prefix.
 type Topology struct {
 	Prefix   string // FRONTPAY_SUBJECT_PREFIX: "" or ending in "."
 	Replicas int    // stream and bucket replicas: 1 for one server, 3 for a cluster
-	AckWait  time.Duration
+	// AckWait is the consumer's AckWait (default DefaultAckWait), PinnedTTL its pinned client's
+	// time to live (default DefaultPinnedTTL).
+	AckWait   time.Duration
+	PinnedTTL time.Duration
 }
 
 func (t Topology) suffix() string {
@@ -70,14 +89,22 @@ func (t Topology) DeadLetterStream() string { return "FRONTPAY" + t.suffix() + "
 // StateBucket is the key-value bucket of idempotency records, reservation queues and checkpoints.
 func (t Topology) StateBucket() string { return "frontpay" + strings.ToLower(t.suffix()) + "_state" }
 
-// ConsumerName is the durable pull consumer of an operation's commands.
-func ConsumerName(op frontpay.Operation) string {
-	return "frontpay-" + strings.ReplaceAll(string(op), ".", "-")
+// ConsumerName is the durable pull consumer of every command.
+const ConsumerName = "frontpay-commands"
+
+// legacyConsumers are the consumers of the worker before one owner took every command: one per
+// operation and the sequencer. Ensure starts ConsumerName where they had got to and deletes them.
+func legacyConsumers() []string {
+	var names []string
+	for _, op := range frontpay.Operations() {
+		names = append(names, "frontpay-"+strings.ReplaceAll(string(op), ".", "-"))
+	}
+	return append(names, "frontpay-sequencer")
 }
 
-// SequencerName is the durable consumer that reads every command in publish order to queue it on
-// its reservation or order.
-const SequencerName = "frontpay-sequencer"
+func (t Topology) pinnedTTL() time.Duration { return cmp.Or(t.PinnedTTL, DefaultPinnedTTL) }
+
+func (t Topology) ackWait() time.Duration { return cmp.Or(t.AckWait, DefaultAckWait) }
 
 func (t Topology) replicas() int { return max(t.Replicas, 1) }
 
@@ -129,7 +156,7 @@ func (t Topology) Streams() []jetstream.StreamConfig {
 func (t Topology) Bucket() jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
 		Bucket:      t.StateBucket(),
-		Description: "idempotency records, reservation queues and checkpoints of frontpay-worker",
+		Description: "idempotency records, owner reports and status checkpoints of frontpay-worker",
 		History:     1,
 		TTL:         StateTTL,
 		Storage:     jetstream.FileStorage,
@@ -137,48 +164,31 @@ func (t Topology) Bucket() jetstream.KeyValueConfig {
 	}
 }
 
-// Consumers returns the configuration of every durable consumer: one per operation, and the
-// sequencer over all commands.
+// Consumer returns the configuration of the durable consumer of every command.
 //
-// AckWait is the time a crashed worker's command waits before another takes it; a live worker
-// extends it with InProgress while it works. MaxDeliver is unlimited on purpose: the worker itself
-// ends every command with a result after FRONTPAY_MAX_ATTEMPTS HTTP attempts, and a limit here
-// would silently drop a command that only waited its turn. BackOff is unset: the worker's retry
-// delays come from the command's attempts and Retry-After through NakWithDelay, and a crashed
-// worker's command should be taken over after one AckWait, not later.
-func (t Topology) Consumers() []jetstream.ConsumerConfig {
-	var out []jetstream.ConsumerConfig
-	var all []string
-	for _, op := range frontpay.Operations() {
-		subj := schemas.CommandSubject(t.Prefix, op)
-		all = append(all, subj)
-		out = append(out, jetstream.ConsumerConfig{
-			Durable:       ConsumerName(op),
-			Description:   "frontpay-worker: " + string(op) + " commands",
-			FilterSubject: subj,
-			DeliverPolicy: jetstream.DeliverAllPolicy,
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       t.AckWait,
-			MaxDeliver:    -1,
-			MaxAckPending: MaxAckPending,
-			Replicas:      t.replicas(),
-		})
-	}
-	out = append(out, jetstream.ConsumerConfig{
-		Durable:        SequencerName,
-		Description:    "frontpay-worker: queues every command on its reservation or order, in publish order",
-		FilterSubjects: all,
+// It has one priority group with the pinned-client policy: every worker pulls, the server
+// delivers to one of them, the owner, until it stops pulling for PinnedTTL (or is unpinned, or
+// the consumer's leader changes); see owner.go. MaxDeliver is unlimited on purpose: the worker
+// itself ends every command with a result, and a limit would silently drop a command that only
+// waited its turn. BackOff is unset: retries wait in the owner's memory, in their reservation's
+// order.
+func (t Topology) Consumer() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:        ConsumerName,
+		Description:    "frontpay-worker: every command, worked by one pinned owner at a time",
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        t.AckWait,
+		AckWait:        t.ackWait(),
 		MaxDeliver:     -1,
 		MaxAckPending:  MaxAckPending,
 		Replicas:       t.replicas(),
-	})
-	return out
+		PriorityPolicy: jetstream.PriorityPolicyPinned,
+		PriorityGroups: []string{PriorityGroup},
+		PinnedTTL:      t.pinnedTTL(),
+	}
 }
 
-// Ensure creates or updates the streams, the bucket and the consumers.
+// Ensure creates or updates the streams, the bucket and the consumer.
 func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
 	for _, cfg := range t.Streams() {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
@@ -189,10 +199,58 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) (jetstream
 	if err != nil {
 		return nil, fmt.Errorf("create bucket %s: %w", t.StateBucket(), err)
 	}
-	for _, cfg := range t.Consumers() {
-		if _, err := js.CreateOrUpdateConsumer(ctx, t.CommandStream(), cfg); err != nil {
-			return nil, fmt.Errorf("create consumer %s: %w", cfg.Durable, err)
-		}
+	stream, err := js.Stream(ctx, t.CommandStream())
+	if err != nil {
+		return nil, fmt.Errorf("open stream %s: %w", t.CommandStream(), err)
+	}
+	if err := t.ensureConsumer(ctx, stream); err != nil {
+		return nil, fmt.Errorf("create consumer %s: %w", ConsumerName, err)
 	}
 	return kv, nil
+}
+
+// ensureConsumer creates or updates the consumer. A consumer cannot be switched to a priority
+// policy by an update, and a new one must not deliver again what was answered long ago, so a
+// consumer that is not pinned (made by hand) and the legacy consumers are replaced by a pinned
+// consumer that starts after the lowest of their ack floors.
+func (t Topology) ensureConsumer(ctx context.Context, stream jetstream.Stream) error {
+	cfg := t.Consumer()
+	var start uint64 // the first sequence not acknowledged by what is replaced; 0: none replaced
+	replaced := func(info *jetstream.ConsumerInfo) {
+		if s := info.AckFloor.Stream + 1; start == 0 || s < start {
+			start = s
+		}
+	}
+	var old []string
+	c, err := stream.Consumer(ctx, ConsumerName)
+	switch {
+	case err == nil && c.CachedInfo().Config.PriorityPolicy != jetstream.PriorityPolicyPinned:
+		replaced(c.CachedInfo())
+		old = append(old, ConsumerName)
+	case err == nil:
+		// Where it starts cannot change.
+		cfg.DeliverPolicy, cfg.OptStartSeq = c.CachedInfo().Config.DeliverPolicy, c.CachedInfo().Config.OptStartSeq
+	case !errors.Is(err, jetstream.ErrConsumerNotFound):
+		return err
+	}
+	for _, name := range legacyConsumers() {
+		lc, err := stream.Consumer(ctx, name)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		replaced(lc.CachedInfo())
+		old = append(old, name)
+	}
+	for _, name := range old {
+		if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("replace consumer %s: %w", name, err)
+		}
+	}
+	if start > 1 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, start
+	}
+	_, err = stream.CreateOrUpdateConsumer(ctx, cfg)
+	return err
 }

@@ -61,12 +61,15 @@ var natsLayouts = []struct {
 	{"nats/cluster", 3},
 }
 
-// natsAckWait is the consumers' AckWait in the files: FRONTPAY_ACK_WAIT's default, which
-// TestNATSDefinitions checks.
-const natsAckWait = 30 * time.Second
+// natsAckWait is the consumer's AckWait in the files: FRONTPAY_ACK_WAIT's default, which
+// TestNATSDefinitions checks; natsPinnedTTL its PinnedTTL, FRONTPAY_PIN_TTL's default.
+const (
+	natsAckWait   = 5 * time.Minute
+	natsPinnedTTL = 10 * time.Second
+)
 
 func topology(replicas int) consumer.Topology {
-	return consumer.Topology{Prefix: "", Replicas: replicas, AckWait: natsAckWait}
+	return consumer.Topology{Prefix: "", Replicas: replicas, AckWait: natsAckWait, PinnedTTL: natsPinnedTTL}
 }
 
 // natsDefinitions returns the files of one layout by their path under its directory:
@@ -93,9 +96,8 @@ func natsDefinitions(t *testing.T, replicas int) map[string][]byte {
 	}
 	kv := kvStream(t, topo.Bucket())
 	add("streams/"+kv.Name+".json", kv)
-	for _, c := range topo.Consumers() {
-		add("consumers/"+c.Durable+".json", c)
-	}
+	c := topo.Consumer()
+	add("consumers/"+c.Durable+".json", c)
 	return files
 }
 
@@ -178,6 +180,10 @@ func kvStream(t *testing.T, b jetstream.KeyValueConfig) jetstream.StreamConfig {
 // with -update it rewrites them.
 func TestNATSDefinitions(t *testing.T) {
 	vars := configVars(t)
+	if d, err := time.ParseDuration(vars["FRONTPAY_PIN_TTL"].def); err != nil || d != natsPinnedTTL {
+		t.Errorf("FRONTPAY_PIN_TTL defaults to %q in config.go, the files use %s: change natsPinnedTTL",
+			vars["FRONTPAY_PIN_TTL"].def, natsPinnedTTL)
+	}
 	if d, err := time.ParseDuration(vars["FRONTPAY_ACK_WAIT"].def); err != nil || d != natsAckWait {
 		t.Errorf("FRONTPAY_ACK_WAIT defaults to %q in config.go, the files use %s: change natsAckWait",
 			vars["FRONTPAY_ACK_WAIT"].def, natsAckWait)
@@ -1461,8 +1467,8 @@ func exposedSeries(t *testing.T) seriesSet {
 	op := frontpay.Operations()[0]
 	m, err := metrics.New(nil, func(context.Context) ([]consumer.ConsumerLag, error) {
 		return []consumer.ConsumerLag{
-			{Consumer: consumer.ConsumerName(op), Operation: string(op), Pending: 1, AckPending: 2, Redelivered: 1, Waiting: 1, OldestAge: time.Minute},
-			{Consumer: consumer.SequencerName},
+			{Consumer: consumer.ConsumerName, Pending: 1, AckPending: 2, Redelivered: 1, Waiting: 1, OldestAge: time.Minute},
+			{Consumer: consumer.ConsumerName, Operation: string(op), Pending: 1, AckPending: 2, OldestAge: time.Minute},
 		}, nil
 	})
 	if err != nil {

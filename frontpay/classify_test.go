@@ -137,7 +137,6 @@ func TestClassifyFaults(t *testing.T) {
 // TestClassifyNotSent covers the failures before anything reaches the API: Retryable, Sent false.
 func TestClassifyNotSent(t *testing.T) {
 	t.Parallel()
-	errLimiter := errors.New("limiter stopped")
 	for _, tc := range []struct {
 		name string
 		call func(e *env, capture sender) error
@@ -156,9 +155,13 @@ func TestClassifyNotSent(t *testing.T) {
 			cancel()
 			return capture(ctx, e.c)
 		}, context.Canceled},
-		{"the rate limiter gave up", func(e *env, capture sender) error {
-			return capture(e.t.Context(), e.client(frontpay.WithLimiter(func(context.Context) error { return errLimiter })))
-		}, errLimiter},
+		{"the wait for the rate limit ended", func(e *env, capture sender) error {
+			c := e.client(frontpay.WithRateLimit(1))
+			e.ok(c.Wait(e.t.Context())) // the minute's one call
+			ctx, cancel := context.WithCancel(e.t.Context())
+			time.AfterFunc(50*time.Millisecond, cancel)
+			return capture(ctx, c)
+		}, context.Canceled},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -34,7 +34,7 @@ type Client struct {
 	http    *http.Client
 	timeout time.Duration
 	now     func() time.Time
-	wait    func(context.Context) error
+	limit   *limiter
 }
 
 // Option configures a Client.
@@ -57,10 +57,6 @@ func WithTimeout(d time.Duration) Option {
 // WithClock sets the clock that validation compares due dates with.
 func WithClock(now func() time.Time) Option { return func(c *Client) { c.now = now } }
 
-// WithLimiter makes every call wait for wait(ctx) before it sends anything, e.g. a rate limiter's
-// Wait. An error from wait fails the call as Retryable, nothing sent.
-func WithLimiter(wait func(context.Context) error) Option { return func(c *Client) { c.wait = wait } }
-
 // New returns a client for the API at baseURL (such as DefaultBaseURL) with the bearer token.
 func New(baseURL, token string, opts ...Option) (*Client, error) {
 	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
@@ -76,6 +72,7 @@ func New(baseURL, token string, opts ...Option) (*Client, error) {
 		http:    &http.Client{Transport: defaultTransport()},
 		timeout: 30 * time.Second,
 		now:     time.Now,
+		limit:   &limiter{},
 	}
 	for _, o := range opts {
 		o(c)
@@ -169,15 +166,10 @@ func (c *Client) Do(ctx context.Context, op Operation, params []string, body Val
 // waitedKey marks a context whose call has had its turn of the limiter already.
 type waitedKey struct{}
 
-// Wait blocks until the limiter (WithLimiter) lets a call go; nil at once without one. A caller
-// that must record "about to send" only once the call can really leave waits here first and
-// then calls with AfterWait(ctx).
-func (c *Client) Wait(ctx context.Context) error {
-	if c.wait == nil {
-		return nil
-	}
-	return c.wait(ctx)
-}
+// Wait blocks until the client's rate limit (WithRateLimit) and any 429's pause let a call go;
+// nil at once without either. A caller that must record "about to send" only once the call can
+// really leave waits here first and then calls with AfterWait(ctx).
+func (c *Client) Wait(ctx context.Context) error { return c.limit.wait(ctx) }
 
 // AfterWait returns a context telling the client that the caller has waited for the limiter for
 // this one call (Client.Wait), so the call does not wait again.
@@ -242,7 +234,9 @@ func (c *Client) send(ctx context.Context, op Operation, method, path string, pa
 		fe.Err = fmt.Errorf("read %d answer: %w", resp.StatusCode, stripURL(err))
 	}
 	if resp.StatusCode == http.StatusTooManyRequests {
-		fe.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), time.Now())
+		// The client pauses itself, so that every caller of it (the worker's commands, the status
+		// service's reads) obeys the API's throttle.
+		fe.RetryAfter = c.limit.pause(retryAfter(resp.Header.Get("Retry-After"), time.Now()))
 	}
 	return nil, fe
 }

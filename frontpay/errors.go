@@ -54,7 +54,8 @@ type Error struct {
 	Message string
 	// Errors is the envelope's `errors` member as sent (field errors for a 417), or nil.
 	Errors json.RawMessage
-	// RetryAfter is the wait the API asked for with a 429's Retry-After header.
+	// RetryAfter is the wait the API asked for with a 429's Retry-After header, at most
+	// WithRetryAfterMax; the client pauses every call of its own for it.
 	RetryAfter time.Duration
 	// Sent reports whether any part of the request may have reached the API.
 	Sent bool

@@ -175,7 +175,7 @@ func ExampleClient_Do() {
 		fmt.Println(err)
 		return
 	}
-	fmt.Println(op.Endpoint().Method, op.ReadOnly(), res.HTTPStatus, res.Message)
+	fmt.Println(op.Endpoint().Method, op.Recovery() == frontpay.Resend, res.HTTPStatus, res.Message)
 	fmt.Println(details.Status, details.PaymentDetails.ReservedAmount)
 	// Output:
 	// GET true 200 reservationRetrievedSuccessfully

@@ -70,21 +70,31 @@ func (op Operation) Valid() bool {
 // Endpoint returns the operation's documented method and path.
 func (op Operation) Endpoint() Endpoint { return endpoints[op] }
 
-// ReadOnly reports whether the operation only reads (details, history), so that repeating it after
-// an unknown outcome is harmless.
-func (op Operation) ReadOnly() bool {
-	return op == ReservationDetails || op == ReservationHistory
-}
+// Recovery is what may follow a request of an operation whose outcome is unknown: the request
+// may have reached Front Payment, but no answer says what it did.
+type Recovery int
 
-// MovesMoney reports whether a second effect of the operation would take or return money or create
-// a second payment request: the calls that CONTRACT.md section 4 guards.
-func (op Operation) MovesMoney() bool {
+const (
+	// Resend: sending the request again is harmless (details, history, the resends).
+	Resend Recovery = iota
+	// ReadBack: the reservation is read to find out whether the request took effect (capture,
+	// charge, refund, cancel, complete); only a request proved absent is sent again.
+	ReadBack
+	// Unknown: the request creates something whose identifier only the lost answer held
+	// (submit, session, order.create); nothing can be read back, so it is never sent again.
+	Unknown
+)
+
+// Recovery returns the operation's policy after an unknown outcome: the one place that decides
+// which calls may be repeated, which are read back and which end outcome_unknown.
+func (op Operation) Recovery() Recovery {
 	switch op {
-	case ReservationCapture, ReservationCharge, ReservationRefund,
-		ReservationSubmit, ReservationSession, OrderCreate:
-		return true
+	case ReservationCapture, ReservationCharge, ReservationRefund, ReservationCancel, ReservationComplete:
+		return ReadBack
+	case ReservationSubmit, ReservationSession, OrderCreate:
+		return Unknown
 	}
-	return false
+	return Resend
 }
 
 // Resource returns "order" or "reservation".

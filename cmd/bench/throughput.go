@@ -230,8 +230,7 @@ func runBare(ctx context.Context, w *world, cfg *config, cmds []command) (phase,
 	if err != nil {
 		return phase{}, err
 	}
-	limiter := consumer.NewRateLimiter(0, nil)
-	api, err := frontpay.New(w.http.URL, token, frontpay.WithTimeout(cfg.apiTimeout), frontpay.WithLimiter(limiter.Wait))
+	api, err := frontpay.New(w.http.URL, token, frontpay.WithTimeout(cfg.apiTimeout))
 	if err != nil {
 		return phase{}, err
 	}

@@ -140,8 +140,8 @@ func (w *world) startWorker(ctx context.Context, o workerOptions) (*runningWorke
 		return nil, err
 	}
 	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	limiter := consumer.NewRateLimiter(o.APIRate, obs)
-	api, err := frontpay.New(w.http.URL, token, frontpay.WithTimeout(o.APITimeout), frontpay.WithLimiter(limiter.Wait))
+	api, err := frontpay.New(w.http.URL, token, frontpay.WithTimeout(o.APITimeout),
+		frontpay.WithRateLimit(o.APIRate), frontpay.WithRetryAfterMax(5*time.Minute), frontpay.WithHooks(obs.ClientHooks()))
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -152,7 +152,7 @@ func (w *world) startWorker(ctx context.Context, o workerOptions) (*runningWorke
 		// Shutting down is not measured; in-flight commands are handed back sooner than
 		// production's 20s.
 		DrainTimeout: 2 * time.Second,
-		Limiter:      limiter, Observer: obs, Logger: log,
+		Observer:     obs, Logger: log,
 	}, js, w.kv, api, publisher.New(js, log, 5*time.Second))
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	rw := &runningWorker{nc: nc, cancel: cancel, done: make(chan error, 1)}

@@ -103,7 +103,7 @@ func (c *cluster) workerEnv(replica int) []string {
 		"FRONTPAY_API_URL="+c.sandboxURL,
 		"FRONTPAY_API_TOKEN="+sandboxToken,
 		"FRONTPAY_HTTP_ADDR=127.0.0.1:0",
-		"FRONTPAY_ACK_WAIT=2s",
+		"FRONTPAY_ACK_WAIT=2s", "FRONTPAY_PIN_TTL=3s",
 		"FRONTPAY_LEASE_MARGIN=500ms",
 		"FRONTPAY_API_TIMEOUT=3s",
 		"FRONTPAY_RETRY_INITIAL=50ms",

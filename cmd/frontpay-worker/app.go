@@ -81,7 +81,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.nc = nc
-	topo := consumer.Topology{Prefix: cfg.SubjectPrefix, Replicas: cfg.Replicas, AckWait: cfg.AckWait}
+	topo := consumer.Topology{Prefix: cfg.SubjectPrefix, Replicas: cfg.Replicas, AckWait: cfg.AckWait, PinnedTTL: cfg.PinnedTTL}
 	kv, err := ensure(ctx, topo, js, log)
 	if err != nil {
 		return err
@@ -92,9 +92,8 @@ func (m *Main) Run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	limiter := consumer.NewRateLimiter(cfg.APIRate, m.metrics)
-	api, err := frontpay.New(cfg.APIURL, string(cfg.APIToken),
-		frontpay.WithTimeout(cfg.APITimeout), frontpay.WithLimiter(limiter.Wait))
+	api, err := frontpay.New(cfg.APIURL, string(cfg.APIToken), frontpay.WithTimeout(cfg.APITimeout),
+		frontpay.WithRateLimit(cfg.APIRate), frontpay.WithRetryAfterMax(cfg.RetryMax), frontpay.WithHooks(m.metrics.ClientHooks()))
 	if err != nil {
 		return fmt.Errorf("FRONTPAY_API_URL: %w", err)
 	}
@@ -103,7 +102,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Topology: topo, Source: cfg.WorkerName, Instance: instanceName(),
 		MaxAttempts: cfg.MaxAttempts, RetryInitial: cfg.RetryInitial, RetryMax: cfg.RetryMax,
 		APITimeout: cfg.APITimeout, Concurrency: cfg.Concurrency, DrainTimeout: cfg.DrainTimeout, LeaseMargin: cfg.LeaseMargin,
-		Limiter: limiter, Observer: m.metrics, Logger: log,
+		NoMarker: cfg.ReadbackMarker == "off", Observer: m.metrics, Logger: log,
 	}, js, kv, api, pub)
 	m.status = status.New(status.Config{
 		Prefix: cfg.SubjectPrefix, Source: cfg.WorkerName, Secret: string(cfg.CallbackSecret), Poll: cfg.HistoryPoll,

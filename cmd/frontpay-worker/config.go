@@ -35,6 +35,9 @@ type Config struct {
 	RetryInitial time.Duration `envconfig:"FRONTPAY_RETRY_INITIAL" default:"1s"`
 	RetryMax     time.Duration `envconfig:"FRONTPAY_RETRY_MAX" default:"5m"`
 	APIRate      int           `envconfig:"FRONTPAY_API_RATE" default:"240"`
+	// ReadbackMarker is "on" (the read-back marker in a capture's or charge's additionalText; ""
+	// in a Config built in code means the same) or "off" (a baseline read before the request).
+	ReadbackMarker string `envconfig:"FRONTPAY_READBACK_MARKER" default:"on"`
 
 	CallbackSecret Secret        `envconfig:"FRONTPAY_CALLBACK_SECRET"`
 	HistoryPoll    time.Duration `envconfig:"FRONTPAY_HISTORY_POLL" default:"5m"`
@@ -44,7 +47,8 @@ type Config struct {
 	LogLevel       string        `envconfig:"FRONTPAY_LOG_LEVEL" default:"info"`
 
 	Concurrency  int           `envconfig:"FRONTPAY_CONCURRENCY" default:"64"`
-	AckWait      time.Duration `envconfig:"FRONTPAY_ACK_WAIT" default:"30s"`
+	AckWait      time.Duration `envconfig:"FRONTPAY_ACK_WAIT" default:"5m"`
+	PinnedTTL    time.Duration `envconfig:"FRONTPAY_PIN_TTL" default:"10s"`
 	DrainTimeout time.Duration `envconfig:"FRONTPAY_DRAIN_TIMEOUT" default:"20s"`
 	LeaseMargin  time.Duration `envconfig:"FRONTPAY_LEASE_MARGIN" default:"10s"`
 	Replicas     int           `envconfig:"FRONTPAY_REPLICAS" default:"1"`
@@ -107,6 +111,12 @@ func (c *Config) Validate() error {
 	positive("FRONTPAY_RETRY_INITIAL", c.RetryInitial)
 	positive("FRONTPAY_RETRY_MAX", c.RetryMax)
 	positive("FRONTPAY_ACK_WAIT", c.AckWait)
+	if c.PinnedTTL < 3*time.Second {
+		bad("FRONTPAY_PIN_TTL", "must be at least 3s (the owner pulls every third of it, at least every second), got %s", c.PinnedTTL)
+	}
+	if c.ReadbackMarker != "on" && c.ReadbackMarker != "off" && c.ReadbackMarker != "" {
+		bad("FRONTPAY_READBACK_MARKER", "must be on or off, got %q", c.ReadbackMarker)
+	}
 	positive("FRONTPAY_DRAIN_TIMEOUT", c.DrainTimeout)
 	positive("FRONTPAY_LEASE_MARGIN", c.LeaseMargin)
 	if c.RetryMax < c.RetryInitial {

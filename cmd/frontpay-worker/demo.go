@@ -49,7 +49,7 @@ func demo(ctx context.Context, out io.Writer, verbose bool) error {
 	cfg := &Config{
 		APIURL: sb.URL, APIToken: sandboxToken, APITimeout: 10 * time.Second, MaxAttempts: 3,
 		RetryInitial: 100 * time.Millisecond, RetryMax: time.Second, HTTPAddr: "127.0.0.1:0", DataDir: dir,
-		Concurrency: 8, AckWait: 10 * time.Second, DrainTimeout: 5 * time.Second, LeaseMargin: time.Second, Replicas: 1, WorkerName: "frontpay-demo",
+		Concurrency: 8, AckWait: 10 * time.Second, PinnedTTL: 3 * time.Second, DrainTimeout: 5 * time.Second, LeaseMargin: time.Second, Replicas: 1, WorkerName: "frontpay-demo",
 	}
 	m := NewMain(cfg, log)
 	m.EmbeddedAddr = "127.0.0.1:0"

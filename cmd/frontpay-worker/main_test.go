@@ -122,7 +122,7 @@ func startMain(t *testing.T, apiURL string) *Main {
 	cfg := &Config{
 		APIURL: apiURL, APIToken: sandboxToken, APITimeout: 2 * time.Second, MaxAttempts: 2,
 		RetryInitial: time.Millisecond, RetryMax: 10 * time.Millisecond, HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(),
-		Concurrency: 4, AckWait: time.Second, DrainTimeout: time.Second, LeaseMargin: 100 * time.Millisecond,
+		Concurrency: 4, AckWait: time.Second, PinnedTTL: 3 * time.Second, DrainTimeout: time.Second, LeaseMargin: 100 * time.Millisecond,
 		Replicas: 1, WorkerName: "test",
 	}
 	m := NewMain(cfg, discardLogger())
@@ -229,7 +229,7 @@ func killWorkerMidCall(t *testing.T, fault sandbox.Fault, resent bool) {
 
 	env := append(os.Environ(), asWorker+"=1",
 		"NATS_URL="+ns.ClientURL(), "FRONTPAY_API_URL="+srv.URL, "FRONTPAY_API_TOKEN="+sandboxToken,
-		"FRONTPAY_HTTP_ADDR=127.0.0.1:0", "FRONTPAY_API_TIMEOUT=5s", "FRONTPAY_ACK_WAIT=1s",
+		"FRONTPAY_HTTP_ADDR=127.0.0.1:0", "FRONTPAY_API_TIMEOUT=5s", "FRONTPAY_ACK_WAIT=1s", "FRONTPAY_PIN_TTL=3s",
 		"FRONTPAY_LEASE_MARGIN=500ms", "FRONTPAY_RETRY_INITIAL=50ms", "FRONTPAY_RETRY_MAX=200ms",
 		"FRONTPAY_LOG_FORMAT=json", "FRONTPAY_LOG_LEVEL=debug", "FRONTPAY_DRAIN_TIMEOUT=5s")
 	first := startWorker(t, env)

@@ -184,7 +184,7 @@ func leakScenario(t *testing.T, format string) {
 	env := append(os.Environ(), asWorker+"=1",
 		"NATS_URL="+ns.ClientURL(), "FRONTPAY_API_URL="+api.URL, "FRONTPAY_API_TOKEN="+leakToken,
 		"FRONTPAY_CALLBACK_SECRET="+leakCBSecret, "FRONTPAY_HTTP_ADDR="+httpAddr, "FRONTPAY_HISTORY_POLL=1s",
-		"FRONTPAY_API_TIMEOUT=5s", "FRONTPAY_ACK_WAIT=2s", "FRONTPAY_LEASE_MARGIN=500ms", "FRONTPAY_MAX_ATTEMPTS=2",
+		"FRONTPAY_API_TIMEOUT=5s", "FRONTPAY_ACK_WAIT=2s", "FRONTPAY_PIN_TTL=3s", "FRONTPAY_LEASE_MARGIN=500ms", "FRONTPAY_MAX_ATTEMPTS=2",
 		"FRONTPAY_RETRY_INITIAL=50ms", "FRONTPAY_RETRY_MAX=200ms", "FRONTPAY_DRAIN_TIMEOUT=5s",
 		"FRONTPAY_LOG_FORMAT="+format, "FRONTPAY_LOG_LEVEL=debug")
 	var output syncBuffer
@@ -460,7 +460,7 @@ func TestStartErrorsHideToken(t *testing.T) {
 	cfg := &Config{
 		APIURL: "http://127.0.0.1:1", APIToken: leakToken, APITimeout: time.Second, MaxAttempts: 1,
 		RetryInitial: time.Millisecond, RetryMax: time.Millisecond, HTTPAddr: "256.0.0.1:http", DataDir: t.TempDir(),
-		Concurrency: 1, AckWait: time.Second, DrainTimeout: time.Second, LeaseMargin: time.Millisecond,
+		Concurrency: 1, AckWait: time.Second, PinnedTTL: 3 * time.Second, DrainTimeout: time.Second, LeaseMargin: time.Millisecond,
 		Replicas: 1, WorkerName: "test", LogFormat: "json", LogLevel: "debug",
 	}
 	var logs syncBuffer

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -369,15 +370,17 @@ func runLag(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The consumer's row is "(all)"; the operations' rows come from the owner's report.
+	row := func(l consumer.ConsumerLag) string { return cmp.Or(l.Operation, "(all)") }
 	var crossed []string
 	for _, l := range lags {
 		switch {
 		case *maxPending > 0 && l.Pending > *maxPending:
-			crossed = append(crossed, fmt.Sprintf("%s: %d pending > %d", l.Consumer, l.Pending, *maxPending))
+			crossed = append(crossed, fmt.Sprintf("%s: %d pending > %d", row(l), l.Pending, *maxPending))
 		case *maxAckPending > 0 && l.AckPending > *maxAckPending:
-			crossed = append(crossed, fmt.Sprintf("%s: %d ack pending > %d", l.Consumer, l.AckPending, *maxAckPending))
+			crossed = append(crossed, fmt.Sprintf("%s: %d ack pending > %d", row(l), l.AckPending, *maxAckPending))
 		case *maxAge > 0 && l.OldestAge > *maxAge:
-			crossed = append(crossed, fmt.Sprintf("%s: oldest %s > %s", l.Consumer, l.OldestAge.Round(time.Second), *maxAge))
+			crossed = append(crossed, fmt.Sprintf("%s: oldest %s > %s", row(l), l.OldestAge.Round(time.Second), *maxAge))
 		}
 	}
 	if *asJSON {
@@ -387,9 +390,10 @@ func runLag(ctx context.Context, args []string, out io.Writer) error {
 			return err
 		}
 	} else {
-		fmt.Fprintf(out, "%-36s %10s %11s %11s %8s %12s\n", "CONSUMER", "PENDING", "ACK PENDING", "REDELIVERED", "WAITING", "OLDEST")
+		fmt.Fprintf(out, "consumer %s, owner %s\n", consumer.ConsumerName, cmp.Or(lags[0].Owner, "(none reporting)"))
+		fmt.Fprintf(out, "%-24s %10s %11s %11s %8s %12s\n", "OPERATION", "PENDING", "ACK PENDING", "REDELIVERED", "WAITING", "OLDEST")
 		for _, l := range lags {
-			fmt.Fprintf(out, "%-36s %10d %11d %11d %8d %12s\n", l.Consumer, l.Pending, l.AckPending, l.Redelivered, l.Waiting,
+			fmt.Fprintf(out, "%-24s %10d %11d %11d %8d %12s\n", row(l), l.Pending, l.AckPending, l.Redelivered, l.Waiting,
 				l.OldestAge.Round(time.Millisecond))
 		}
 	}

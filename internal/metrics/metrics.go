@@ -2,9 +2,10 @@
 // Prometheus metrics under /metrics.
 //
 // Metrics implements consumer.Observer: the worker tells it of every API call, outcome, retry,
-// duplicate, conflict, unknown outcome, read-back, dead letter and rate-limit wait. The consumers'
-// lag is read from JetStream at scrape time (consumer.Topology.Lag), so a scrape always shows the
-// backlog as it is, also while no worker runs.
+// duplicate, conflict, unknown outcome, read-back, dead letter, settled command and take-over;
+// the Front Payment client's hooks (ClientHooks) tell it of rate-limit waits and capped
+// Retry-After pauses. The lag is read from JetStream and the owner's report at scrape time
+// (consumer.Topology.Lag), so a scrape shows the backlog as it is, also while no worker runs.
 //
 // Label values are operation names, HTTP statuses, failure reasons, read-back verdicts and
 // consumer names, each from a fixed set: never anything from a command's data (a reservation
@@ -60,6 +61,9 @@ type Metrics struct {
 	deadLetters   prometheus.Counter
 	rateWaited    prometheus.Counter
 	rateWaits     prometheus.Counter
+	capped        prometheus.Counter
+	settled       *prometheus.HistogramVec // operation
+	takeovers     prometheus.Counter
 	callbacks     *prometheus.CounterVec // code
 	changes       *prometheus.CounterVec // source, outcome
 }
@@ -121,6 +125,19 @@ func New(reg prometheus.Registerer, lag LagFunc) (*Metrics, error) {
 			Namespace: Namespace, Name: "rate_limit_waits_total",
 			Help: "API calls that waited for the client-side rate limit or a 429's Retry-After.",
 		}),
+		capped: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "retry_after_capped_total",
+			Help: "429 answers whose Retry-After asked for a longer pause than FRONTPAY_RETRY_MAX, which was applied instead.",
+		}),
+		settled: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: Namespace, Name: "command_duration_seconds",
+			Help:    "Time from a command's arrival on the command stream to its result published and the command acked.",
+			Buckets: APIBuckets,
+		}, []string{"operation"}),
+		takeovers: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "takeovers_total",
+			Help: "Times this worker became the owner of the commands and reset the consumer.",
+		}),
 		callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "callbacks_total",
 			Help: "Callback requests at /callbacks/frontpay, by the HTTP status they were answered with.",
@@ -131,7 +148,8 @@ func New(reg prometheus.Registerer, lag LagFunc) (*Metrics, error) {
 		}, []string{"source", "outcome"}),
 	}
 	cs := []prometheus.Collector{m.commands, m.apiDuration, m.retries, m.idemHits, m.idemConflicts,
-		m.ambiguous, m.readbacks, m.deadLetters, m.rateWaited, m.rateWaits, m.callbacks, m.changes}
+		m.ambiguous, m.readbacks, m.deadLetters, m.rateWaited, m.rateWaits, m.capped, m.settled, m.takeovers,
+		m.callbacks, m.changes}
 	if lag != nil {
 		cs = append(cs, newLagCollector(lag))
 	}
@@ -251,10 +269,23 @@ func (m *Metrics) ReadBack(op frontpay.Operation, v string) {
 // DeadLetter implements consumer.Observer.
 func (m *Metrics) DeadLetter() { m.deadLetters.Inc() }
 
-// RateLimitWait implements consumer.Observer.
-func (m *Metrics) RateLimitWait(took time.Duration) {
-	m.rateWaits.Inc()
-	m.rateWaited.Add(max(took.Seconds(), 0))
+// Settled implements consumer.Observer.
+func (m *Metrics) Settled(op frontpay.Operation, took time.Duration) {
+	m.settled.WithLabelValues(operation(op)).Observe(max(took.Seconds(), 0))
+}
+
+// TakeOver implements consumer.Observer.
+func (m *Metrics) TakeOver() { m.takeovers.Inc() }
+
+// ClientHooks are the Front Payment client's hooks that count its waits.
+func (m *Metrics) ClientHooks() frontpay.Hooks {
+	return frontpay.Hooks{
+		RateLimitWait: func(took time.Duration) {
+			m.rateWaits.Inc()
+			m.rateWaited.Add(max(took.Seconds(), 0))
+		},
+		RetryAfterCapped: func(time.Duration) { m.capped.Inc() },
+	}
 }
 
 // lagCollector reads the consumers' lag at every scrape.
@@ -272,11 +303,12 @@ func newLagCollector(lag LagFunc) *lagCollector {
 		lag: lag,
 		up: prometheus.NewDesc(prometheus.BuildFQName(Namespace, "consumer", "lag_up"),
 			"1 when the consumers' lag could be read from JetStream at this scrape, 0 when not (the frontpay_consumer_* gauges are then missing).", nil, nil),
-		pending:     desc("pending", "Commands not yet delivered to the consumer."),
-		ackPending:  desc("ack_pending", "Commands delivered and not yet acknowledged, including those waiting for a retry or their turn."),
-		redelivered: desc("redelivered", "Commands delivered more than once and not yet acknowledged."),
-		waiting:     desc("waiting", "Pull requests waiting for commands."),
-		oldest:      desc("oldest_pending_seconds", "Age of the oldest command the consumer has not acknowledged; 0 when none."),
+		pending: desc("pending", "operation=\"\": commands not yet delivered to the consumer; per operation: commands the owner holds "+
+			"that have not started (waiting for their turn on their reservation or for a worker)."),
+		ackPending:  desc("ack_pending", "Commands delivered and not yet acknowledged: in flight, waiting for a retry or for their turn."),
+		redelivered: desc("redelivered", "operation=\"\": commands delivered more than once and not yet acknowledged."),
+		waiting:     desc("waiting", "operation=\"\": pull requests waiting for commands (the owner's and the standbys')."),
+		oldest:      desc("oldest_pending_seconds", "Age of the oldest command not acknowledged (per operation: held by the owner); 0 when none."),
 	}
 }
 
@@ -297,12 +329,12 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
-	seen := map[string]bool{}
+	seen := map[[2]string]bool{}
 	for _, l := range lags {
-		if seen[l.Consumer] {
+		if seen[[2]string{l.Consumer, l.Operation}] {
 			continue // a series twice would fail the whole scrape
 		}
-		seen[l.Consumer] = true
+		seen[[2]string{l.Consumer, l.Operation}] = true
 		op := l.Operation
 		if op != "" {
 			op = operation(frontpay.Operation(op))

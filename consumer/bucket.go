@@ -1,0 +1,16 @@
+package consumer
+
+// The state bucket (Topology.StateBucket) holds, by key prefix:
+//
+//	idem.<40 hex digits>   the idempotency record of a key (record.go): the first 20 bytes of the
+//	                       SHA-256 of the idempotency key, so any text is a valid key
+//	owner.<consumer>       what the owner of a consumer holds, written every few seconds
+//	                       (lag.go), for `frontpay-worker lag`
+//	status.<id>            a status change published (package status), by its event id
+//	checkpoint.history     where the history poll has read up to (package status)
+//
+// Every key outlives its last change by the bucket's TTL (StateTTL).
+const (
+	KeyPrefixRecord = "idem."
+	KeyPrefixOwner  = "owner."
+)

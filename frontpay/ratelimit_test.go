@@ -1,0 +1,77 @@
+package frontpay_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nordpay/frontpay-worker/frontpay"
+)
+
+// TestRetryAfterIsCapped: a 429 asking for an hour pauses the client for WithRetryAfterMax at
+// most, says so to the hook, and the next call goes once the capped pause is over.
+func TestRetryAfterIsCapped(t *testing.T) {
+	t.Parallel()
+	w := start()
+	t.Cleanup(w.close)
+	var throttled atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if throttled.CompareAndSwap(false, true) {
+			rw.Header().Set("Retry-After", "3600")
+			rw.WriteHeader(http.StatusTooManyRequests)
+			_, _ = rw.Write([]byte(`{"status_code":429,"status_message":"Too Many Requests","message":"tooManyRequests"}`))
+			return
+		}
+		w.srv.Config.Handler.ServeHTTP(rw, r)
+	}))
+	t.Cleanup(srv.Close)
+	var capped atomic.Int64
+	var waited atomic.Int32
+	c, err := frontpay.New(srv.URL, token, frontpay.WithRetryAfterMax(200*time.Millisecond), frontpay.WithHooks(frontpay.Hooks{
+		RetryAfterCapped: func(asked time.Duration) { capped.Store(int64(asked)) },
+		RateLimitWait:    func(time.Duration) { waited.Add(1) },
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.History(t.Context(), time.Time{}, time.Time{})
+	fe := apiError(t, err)
+	if fe.HTTPStatus != http.StatusTooManyRequests || fe.RetryAfter != 200*time.Millisecond {
+		t.Fatalf("429 with RetryAfter %v, want 200ms (capped)", fe.RetryAfter)
+	}
+	if got := time.Duration(capped.Load()); got != time.Hour {
+		t.Errorf("the hook was told of %v, want the hour asked for", got)
+	}
+	// Without the cap the next call would wait an hour: it must be answered within a minute.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if _, err := c.History(ctx, time.Time{}, time.Time{}); err != nil {
+		t.Fatalf("the call after the capped pause: %v", err)
+	}
+	if waited.Load() != 1 {
+		t.Errorf("the call after the 429 did not wait for its pause (%d waits)", waited.Load())
+	}
+}
+
+// TestRateLimit: WithRateLimit spaces the calls, so that a client that made its minute's call
+// waits for the next; a client without it does not.
+func TestRateLimit(t *testing.T) {
+	t.Parallel()
+	e := setup(t, frontpay.WithRateLimit(1))
+	if !e.c.RateLimited() || e.client().RateLimited() {
+		t.Errorf("RateLimited: with a limit %v, without %v", e.c.RateLimited(), e.client().RateLimited())
+	}
+	if _, err := e.c.History(t.Context(), time.Time{}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	// The second call of the minute waits past any short deadline.
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	_, err := e.c.History(ctx, time.Time{}, time.Time{})
+	if fe := apiError(t, err); frontpay.Classify(err) != frontpay.Retryable || fe.Sent {
+		t.Errorf("second call of the minute: %v", err)
+	}
+}
