@@ -75,10 +75,12 @@ type Failure struct {
 
 // StatusChange is the data of a status.changed event.
 type StatusChange struct {
-	UUID          string `json:"uuid"`
-	Status        string `json:"status"`
-	Amount        string `json:"amount"`
-	PaymentMethod string `json:"paymentMethod"`
+	UUID   string `json:"uuid"`
+	Status string `json:"status"`
+	Amount string `json:"amount"`
+	// PaymentMethod is left out unless the API confirmed it (the history's entry): a callback's
+	// is covered by neither the read-back nor the checksum (CONTRACT.md section 8).
+	PaymentMethod string `json:"paymentMethod,omitempty"`
 	// At is when the change happened, RFC 3339. The callback and the history poll must write the
 	// same change the same way, since the event's id derives from it.
 	At string `json:"at"`

@@ -47,6 +47,12 @@
 //   - captured: a paymentHistory.captured entry of the amount;
 //   - charged: a paymentHistory.charged entry of the amount.
 //
+// The event carries only what was confirmed: the uuid, status, amount and time. A callback's
+// paymentMethod is covered by neither the details (which have no such field) nor the checksum,
+// so it is checked for form and left out (CONTRACT.md section 8); only history events, the API's
+// own account, carry a payment method. A forged one is therefore never published, and the
+// history poll, finding the change published, is right that nothing is missing.
+//
 // A read-back that fails transiently or disagrees is tried again (Config.ReadBackAttempts, with a
 // doubling delay from Config.ReadBackDelay), since a callback may overtake the state it reports.
 // A 404 ends the verification at once: the uuid is not a reservation and no event is published.

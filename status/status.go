@@ -186,7 +186,7 @@ type change struct {
 	uuid     string
 	status   string // lower case
 	cents    int64
-	method   string
+	method   string    // the history's paymentMethod; "" when unconfirmed (every callback's)
 	at       time.Time // truncated to the minute, UTC
 	source   string
 }
