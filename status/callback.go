@@ -188,12 +188,13 @@ func (s *Service) checksumOK(sum, uuid, status, amount, ts string) bool {
 	return hmac.Equal(got, m.Sum(nil))
 }
 
-// start runs the verification of c in the background, unless MaxInFlight are running already or
-// the service is closed.
+// start runs the verification of c in the background, unless MaxInFlight are running already,
+// the reads waiting for the callbacks' share leave no room (see share.go), or the service is
+// closed.
 func (s *Service) start(c claim) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.closed || c.resource() == "reservation" && !s.admits(c.uuid) {
 		return false
 	}
 	select {
@@ -253,7 +254,7 @@ func (s *Service) verify(ctx context.Context, c claim) {
 	}
 	delay := s.cfg.ReadBackDelay
 	for attempt := 1; ; attempt++ {
-		res, err := s.api.Details(ctx, c.uuid)
+		res, err := s.readBack(ctx, c.uuid)
 		var why string
 		var fe *frontpay.Error
 		switch {

@@ -41,7 +41,9 @@
 // Nothing in a callback is trusted until the reservation has been read back with the details call:
 // the handler checks the parameters, answers 202 at once and verifies in the background (at most
 // Config.MaxInFlight verifications; beyond that, and after Close, it answers 503 so that Front
-// Payment tries again). An event is published only if the read-back agrees:
+// Payment tries again). Read-backs have a bounded share of the API rate and are shared by the
+// callbacks of one reservation (share.go): a callback that would have to wait too long for its
+// share is answered 503 as well. An event is published only if the read-back agrees:
 //
 //   - reserved: isPaid and a paymentHistory.reserved entry of the amount;
 //   - captured: a paymentHistory.captured entry of the amount;
