@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -311,7 +312,7 @@ func TestDeadLetterHeaders(t *testing.T) {
 				}
 			}
 			for k, vs := range want {
-				if got := m.Header.Values(k); !equal(got, vs) {
+				if got := m.Header.Values(k); !slices.Equal(got, vs) {
 					t.Errorf("header %s: %q, want %q", k, got, vs)
 				}
 			}
@@ -326,10 +327,6 @@ func TestDeadLetterHeaders(t *testing.T) {
 			}
 		})
 	}
-}
-
-func equal(a, b []string) bool {
-	return fmt.Sprint(a) == fmt.Sprint(b)
 }
 
 // TestDeadLetterIDCannotBeTaken: a publisher cannot make the worker drop a dead letter as a
