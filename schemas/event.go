@@ -75,10 +75,12 @@ type Failure struct {
 
 // StatusChange is the data of a status.changed event.
 type StatusChange struct {
-	UUID          string `json:"uuid"`
-	Status        string `json:"status"`
-	Amount        string `json:"amount"`
-	PaymentMethod string `json:"paymentMethod"`
+	UUID   string `json:"uuid"`
+	Status string `json:"status"`
+	Amount string `json:"amount"`
+	// PaymentMethod is left out unless the API confirmed it (the history's entry): a callback's
+	// is covered by neither the read-back nor the checksum (CONTRACT.md section 8).
+	PaymentMethod string `json:"paymentMethod,omitempty"`
 	// At is when the change happened, RFC 3339. The callback and the history poll must write the
 	// same change the same way, since the event's id derives from it.
 	At string `json:"at"`
@@ -100,8 +102,8 @@ type Origin struct {
 
 // OriginOf reads what it can of a command that ParseCommand refused with an *InvalidError, for
 // its failure event. Attributes that are missing or not strings are left empty, except that the
-// key falls back to the id and both fall back to "sha256:" and the hex SHA-256 of raw, so the
-// failure of the same bytes always has the same id.
+// id falls back to "sha256:" and the hex SHA-256 of raw, and the key to the id, so the failure of
+// the same bytes always has the same id and two commands without an id never share one.
 func OriginOf(op frontpay.Operation, raw []byte) Origin {
 	var attrs map[string]json.RawMessage
 	_ = json.Unmarshal(raw, &attrs)
@@ -118,9 +120,11 @@ func OriginOf(op frontpay.Operation, raw []byte) Origin {
 			o.Resource = id
 		}
 	}
-	sum := sha256.Sum256(raw)
-	o.Key = cmp.Or(str(attrs["idempotencykey"]), o.CommandID, "sha256:"+hex.EncodeToString(sum[:]))
-	o.CommandID = cmp.Or(o.CommandID, o.Key)
+	if o.CommandID == "" {
+		sum := sha256.Sum256(raw)
+		o.CommandID = "sha256:" + hex.EncodeToString(sum[:])
+	}
+	o.Key = cmp.Or(str(attrs["idempotencykey"]), o.CommandID)
 	return o
 }
 
@@ -135,12 +139,18 @@ func ResultID(key string, ok bool, reason Reason) string {
 }
 
 // resultID is ResultID, with a replayed command's replayof added to its key: a replay that fails
-// again is a new event, not a copy that JetStream would drop.
+// again is a new event, not a copy that JetStream would drop. An invalid_command failure is named
+// by the command's own id instead of its key (CONTRACT.md section 3): an invalid command never
+// takes its key, so two different invalid commands sharing one each get their failure.
 func (o Origin) resultID(ok bool, reason Reason) string {
-	if o.ReplayOf == "" {
-		return ResultID(o.Key, ok, reason)
+	key := o.Key
+	if !ok && reason == InvalidCommand {
+		key = nameUUID("invalid", o.CommandID)
 	}
-	return ResultID(nameUUID("replay", o.Key, o.ReplayOf), ok, reason)
+	if o.ReplayOf != "" {
+		key = nameUUID("replay", key, o.ReplayOf)
+	}
+	return ResultID(key, ok, reason)
 }
 
 // StatusID derives the id of a status.changed event from the UUID, status and time of the change,

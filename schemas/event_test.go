@@ -79,7 +79,11 @@ func TestResultEvents(t *testing.T) {
 		for _, reason := range Reasons() {
 			e, err := NewFailure("frontpay-worker", o, Failure{Reason: reason, HTTPStatus: 400, Message: "requestedCaptureAmountExceedAvailableCaptureRunway", Attempts: 1, Command: raw}, time.Time{})
 			checkEvent(t, ResultSchema, e, err)
-			if e.ID != ResultID("key-1", false, reason) || e.Type != string(op)+".failed" || e.Time != "" {
+			id := ResultID("key-1", false, reason)
+			if reason == InvalidCommand {
+				id = ResultID(nameUUID("invalid", cmd.ID), false, reason)
+			}
+			if e.ID != id || e.Type != string(op)+".failed" || e.Time != "" {
 				t.Errorf("%s: failure %+v", op, e)
 			}
 		}
@@ -193,5 +197,43 @@ func TestNewID(t *testing.T) {
 	a, b := NewID(), NewID()
 	if !v4.MatchString(a) || !v4.MatchString(b) || a == b {
 		t.Errorf("NewID gave %q and %q, want two distinct version 4 UUIDs", a, b)
+	}
+}
+
+// TestInvalidCommandID: the invalid_command failure is named by the command's own id, not by its
+// idempotency key (CONTRACT.md section 3; issue 11, item 6), so that two different invalid
+// commands sharing a key each get their failure stored; the same bytes always give the same id.
+func TestInvalidCommandID(t *testing.T) {
+	t.Parallel()
+	bad := edit(t, examples[rc], "grandtotal", `55`)
+	withID := func(id string) string { return edit(t, string(command(rc, bad)), "id", id) }
+	cases := []struct{ name, raw string }{
+		{"command A", withID(`"cmd-A"`)},
+		{"command B, same key", withID(`"cmd-B"`)},
+		{"command A replayed", edit(t, withID(`"cmd-A"`), "replayof", `"failure-1"`)},
+		{"no id, key k, first", `{"idempotencykey": "k", "data": {"reservationUuid": "RES1"}}`},
+		{"no id, key k, second", `{"idempotencykey": "k", "data": {"reservationUuid": "RES2"}}`},
+		{"no id, no key", `{"data": {"reservationUuid": "RES3"}}`},
+	}
+	ids := map[string]string{}
+	for _, c := range cases {
+		_, err := ParseCommand(rc, []byte(c.raw), testNow)
+		var inv *InvalidError
+		if !errors.As(err, &inv) {
+			t.Fatalf("%s: %v, want an InvalidError", c.name, err)
+		}
+		failure := func() Event {
+			e, err := NewFailure("frontpay-worker", OriginOf(rc, []byte(c.raw)), inv.Failure([]byte(c.raw)), testNow)
+			checkEvent(t, ResultSchema, e, err)
+			return e
+		}
+		e := failure()
+		if again := failure(); again.ID != e.ID {
+			t.Errorf("%s: the same bytes give the ids %s and %s", c.name, e.ID, again.ID)
+		}
+		if other, dup := ids[e.ID]; dup {
+			t.Errorf("%s and %s share the failure id %s: the result stream would keep one", c.name, other, e.ID)
+		}
+		ids[e.ID] = c.name
 	}
 }

@@ -38,13 +38,13 @@ var (
 	timestampPattern = regexp.MustCompile(`^[0-9]{1,12}$`)
 )
 
-// claim is what a callback says, checked for form but not yet for truth.
+// claim is what a callback says, checked for form but not yet for truth. Its paymentMethod is
+// checked for form only and not kept: neither the read-back nor the checksum covers it.
 type claim struct {
 	uuid   string
 	status string // lower case
 	cents  int64
 	ts     time.Time
-	method string
 }
 
 // resource is the kind of thing the claim is about.
@@ -160,7 +160,7 @@ func (s *Service) parse(r *http.Request) (claim, *problem) {
 
 	method, present, ok := one("paymentMethod")
 	if present && method != "" {
-		if c.method, ok = paymentMethod(method); !ok {
+		if _, ok = paymentMethod(method); !ok {
 			return bad(http.StatusBadRequest, "invalid_parameter", "paymentMethod")
 		}
 	} else if !ok {
@@ -188,12 +188,13 @@ func (s *Service) checksumOK(sum, uuid, status, amount, ts string) bool {
 	return hmac.Equal(got, m.Sum(nil))
 }
 
-// start runs the verification of c in the background, unless MaxInFlight are running already or
-// the service is closed.
+// start runs the verification of c in the background, unless MaxInFlight are running already,
+// the reads waiting for the callbacks' share leave no room (see share.go), or the service is
+// closed.
 func (s *Service) start(c claim) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.closed || c.resource() == "reservation" && !s.admits(c.uuid) {
 		return false
 	}
 	select {
@@ -237,9 +238,10 @@ func (s *Service) answer(w http.ResponseWriter, code int, body map[string]string
 }
 
 // verify publishes the change a callback claims once it is confirmed: a reservation's by reading
-// it back, an order's only with a verified checksum.
+// it back, an order's only with a verified checksum. The event carries only what was confirmed,
+// so never the callback's paymentMethod.
 func (s *Service) verify(ctx context.Context, c claim) {
-	ch := change{resource: c.resource(), uuid: c.uuid, status: c.status, cents: c.cents, method: c.method,
+	ch := change{resource: c.resource(), uuid: c.uuid, status: c.status, cents: c.cents,
 		at: minute(c.ts), source: SourceCallback}
 	if ch.resource == "order" {
 		if s.cfg.Secret == "" {
@@ -252,7 +254,7 @@ func (s *Service) verify(ctx context.Context, c claim) {
 	}
 	delay := s.cfg.ReadBackDelay
 	for attempt := 1; ; attempt++ {
-		res, err := s.api.Details(ctx, c.uuid)
+		res, err := s.readBack(ctx, c.uuid)
 		var why string
 		var fe *frontpay.Error
 		switch {

@@ -41,11 +41,19 @@
 // Nothing in a callback is trusted until the reservation has been read back with the details call:
 // the handler checks the parameters, answers 202 at once and verifies in the background (at most
 // Config.MaxInFlight verifications; beyond that, and after Close, it answers 503 so that Front
-// Payment tries again). An event is published only if the read-back agrees:
+// Payment tries again). Read-backs have a bounded share of the API rate and are shared by the
+// callbacks of one reservation (share.go): a callback that would have to wait too long for its
+// share is answered 503 as well. An event is published only if the read-back agrees:
 //
 //   - reserved: isPaid and a paymentHistory.reserved entry of the amount;
 //   - captured: a paymentHistory.captured entry of the amount;
 //   - charged: a paymentHistory.charged entry of the amount.
+//
+// The event carries only what was confirmed: the uuid, status, amount and time. A callback's
+// paymentMethod is covered by neither the details (which have no such field) nor the checksum,
+// so it is checked for form and left out (CONTRACT.md section 8); only history events, the API's
+// own account, carry a payment method. A forged one is therefore never published, and the
+// history poll, finding the change published, is right that nothing is missing.
 //
 // A read-back that fails transiently or disagrees is tried again (Config.ReadBackAttempts, with a
 // doubling delay from Config.ReadBackDelay), since a callback may overtake the state it reports.

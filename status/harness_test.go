@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -49,9 +50,12 @@ type world struct {
 	pub    *publisher.Publisher
 	sb     *sandbox.Sandbox
 	api    *frontpay.Client // the test's and the services' client
-	cbURL  string           // the callback endpoint's full URL
-	logs   *syncBuffer      // what the services logged
-	events *collector
+	apiURL string           // the sandbox's base URL
+	// apiPaths are the paths of every request that reached the sandbox.
+	apiPaths *strList
+	cbURL    string      // the callback endpoint's full URL
+	logs     *syncBuffer // what the services logged
+	events   *collector
 	// sentQueries are the raw queries of every request that reached the callback server.
 	sentQueries *strList
 	handler     atomic.Pointer[http.Handler]
@@ -60,7 +64,7 @@ type world struct {
 // setup builds a world; a non-empty secret is given to the sandbox and to every service.
 func setup(t *testing.T, secret string) *world {
 	t.Helper()
-	w := &world{t: t, secret: secret, logs: &syncBuffer{}, events: &collector{}, sentQueries: &strList{}}
+	w := &world{t: t, secret: secret, logs: &syncBuffer{}, events: &collector{}, sentQueries: &strList{}, apiPaths: &strList{}}
 	srv, err := embedded.Start(embedded.Options{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -95,9 +99,13 @@ func setup(t *testing.T, secret string) *world {
 	w.cbURL = cb.URL + CallbackPath
 
 	w.sb = sandbox.New(sandbox.Options{Token: testToken, RateLimit: -1, Seed: 7, CallbackSecret: secret})
-	api := httptest.NewServer(w.sb)
+	api := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		w.apiPaths.add(r.URL.Path)
+		w.sb.ServeHTTP(rw, r)
+	}))
 	t.Cleanup(api.Close)
 	t.Cleanup(w.sb.Close) // runs first: no callback in flight when the servers close
+	w.apiURL = api.URL
 	if w.api, err = frontpay.New(api.URL, testToken, frontpay.WithTimeout(10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -415,6 +423,19 @@ func (l *strList) add(s string) {
 	l.mu.Lock()
 	l.s = append(l.s, s)
 	l.mu.Unlock()
+}
+
+// count is the number of strings that contain sub.
+func (l *strList) count(sub string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, s := range l.s {
+		if strings.Contains(s, sub) {
+			n++
+		}
+	}
+	return n
 }
 
 func (l *strList) all() []string {

@@ -11,9 +11,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/time/rate"
 
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/schemas"
@@ -68,6 +70,7 @@ const (
 	DefaultVerifyTimeout    = 2 * time.Minute
 	DefaultReadBackAttempts = 3
 	DefaultReadBackDelay    = 2 * time.Second
+	DefaultCallbackShare    = 10
 )
 
 // Config configures a Service.
@@ -98,6 +101,15 @@ type Config struct {
 	ReadBackDelay time.Duration
 	// HistoryLocation is the time zone of the history's "datetime"; default UTC.
 	HistoryLocation *time.Location
+
+	// APIRate is FRONTPAY_API_RATE: the API requests a minute that the client's limiter allows
+	// over every call; 0 means no limit, and then callbacks have no share of their own either.
+	APIRate int
+	// CallbackShare is FRONTPAY_CALLBACK_SHARE: the percentage of APIRate (1–100) that callback
+	// read-backs may use, whatever arrives, so that forged callbacks cannot spend the commands'
+	// budget; default DefaultCallbackShare. The service waits for its own limiter of this share
+	// before each read-back, and the client's limiter after it.
+	CallbackShare int
 }
 
 // Service receives callbacks and polls the history. Its methods are safe for concurrent use.
@@ -113,6 +125,12 @@ type Service struct {
 	mu     sync.Mutex // guards closed and wg.Add
 	closed bool
 	wg     sync.WaitGroup
+
+	share    *rate.Limiter // the callbacks' share of the API rate; nil: none
+	queued   atomic.Int64  // read-backs waiting for the share
+	maxQueue int64         // read-backs that may wait for it before callbacks are answered 503
+	readMu   sync.Mutex    // guards reads
+	reads    map[string]*read
 
 	pollMu sync.Mutex // one poll at a time
 }
@@ -147,12 +165,31 @@ func New(cfg Config, api API, pub Publisher, kv jetstream.KeyValue) *Service {
 	if cfg.HistoryLocation == nil {
 		cfg.HistoryLocation = time.UTC
 	}
-	return &Service{
-		cfg: cfg, api: api, pub: pub, kv: kv,
-		log: cfg.Logger.With("component", "status"),
-		obs: cfg.Observer,
-		sem: make(chan struct{}, cfg.MaxInFlight),
+	if cfg.CallbackShare <= 0 {
+		cfg.CallbackShare = DefaultCallbackShare
 	}
+	s := &Service{
+		cfg: cfg, api: api, pub: pub, kv: kv,
+		log:   cfg.Logger.With("component", "status"),
+		obs:   cfg.Observer,
+		sem:   make(chan struct{}, cfg.MaxInFlight),
+		reads: map[string]*read{},
+	}
+	if cfg.APIRate > 0 {
+		perMinute := max(1, cfg.APIRate*min(cfg.CallbackShare, 100)/100)
+		s.share = rate.NewLimiter(rate.Every(time.Minute/time.Duration(perMinute)), 1)
+		// A read-back waiting longer than half a verification's time would leave too little for
+		// the rest (a second read, publishing): callbacks past that are answered 503.
+		s.maxQueue = max(1, int64(perMinute)*int64(cfg.VerifyTimeout/2)/int64(time.Minute))
+	}
+	if cfg.Secret == "" {
+		// The variable's name is left out: the project's leak checks take "SECRET" in a log for a
+		// leaked secret.
+		s.log.Warn("callbacks are not authenticated: no callback secret is configured, so anyone who " +
+			"reaches the callback endpoint makes the worker read reservations back (within the callbacks' " +
+			"share of FRONTPAY_API_RATE), and order callbacks are never published")
+	}
+	return s
 }
 
 // Handler serves GET CallbackPath; other paths are 404, other methods 405.
@@ -186,7 +223,7 @@ type change struct {
 	uuid     string
 	status   string // lower case
 	cents    int64
-	method   string
+	method   string    // the history's paymentMethod; "" when unconfirmed (every callback's)
 	at       time.Time // truncated to the minute, UTC
 	source   string
 }

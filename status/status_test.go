@@ -81,8 +81,8 @@ func TestLifecycle(t *testing.T) {
 	}
 	for _, r := range got {
 		checkEvent(t, r)
-		if r.Change.PaymentMethod != "visa" {
-			t.Errorf("payment method %q, want visa", r.Change.PaymentMethod)
+		if r.Change.PaymentMethod != "" {
+			t.Errorf("payment method %q from a callback, which nothing confirms", r.Change.PaymentMethod)
 		}
 	}
 
@@ -124,6 +124,9 @@ func TestLifecycle(t *testing.T) {
 	}
 	for _, r := range got {
 		checkEvent(t, r)
+		if r.Change.PaymentMethod != "visa" {
+			t.Errorf("payment method %q from the history, want visa", r.Change.PaymentMethod)
+		}
 	}
 	if n := len(w.sentQueries.all()); n != 4 {
 		t.Errorf("%d callbacks arrived, want 4 (3 and the resent one)", n)
@@ -340,8 +343,8 @@ func TestWithoutSecret(t *testing.T) {
 	}
 	obs.waitSettled(t, SourceCallback, 2)
 	got := w.all()
-	if len(got) != 1 || got[0].Change.Status != "reserved" || got[0].Change.Amount != "150.00" || got[0].Change.PaymentMethod != "visa" {
-		t.Fatalf("events %v, want the reservation's reserved 150.00 (visa)", changesOf(got))
+	if len(got) != 1 || got[0].Change.Status != "reserved" || got[0].Change.Amount != "150.00" || got[0].Change.PaymentMethod != "" {
+		t.Fatalf("events %v, want the reservation's reserved 150.00 (no payment method: unconfirmed)", changesOf(got))
 	}
 	checkEvent(t, got[0])
 	if n := obs.count(SourceCallback, Rejected); n != 1 {
@@ -555,5 +558,43 @@ func TestCanonical(t *testing.T) {
 		if _, why, ok := s.fromHistory(e); !ok || why == "" {
 			t.Errorf("%+v read as a change", e)
 		}
+	}
+}
+
+// TestForgedPaymentMethod: a callback's paymentMethod is confirmed by neither the details
+// read-back nor the checksum (which covers orderUuid, status, amount and timestamp), so it is
+// never published (issue 11, item 8): the event carries what the read-back confirms, and the
+// history poll, finding the change published, publishes nothing forged either.
+func TestForgedPaymentMethod(t *testing.T) {
+	for _, secret := range []string{"", testSecret} {
+		t.Run("secret "+strconv.FormatBool(secret != ""), func(t *testing.T) {
+			w := setup(t, secret)
+			svc, obs := w.service(nil)
+			uuid := w.submit(false)
+			w.pay(uuid)
+			// Signed when there is a secret: the checksum does not cover paymentMethod.
+			q := callbackQuery(secret, uuid, "reserved", "150.00", unix(time.Now()), "forged")
+			if code, body := w.get(q.Encode()); code != http.StatusAccepted {
+				t.Fatalf("%d %s", code, body)
+			}
+			obs.waitSettled(t, SourceCallback, 1)
+			if err := svc.Poll(w.ctx()); err != nil {
+				t.Fatal(err)
+			}
+			got := w.of(uuid)
+			if len(got) != 1 || got[0].Change.Status != "reserved" || got[0].Change.Source != SourceCallback {
+				t.Fatalf("events %v, want the callback's reserved", changesOf(got))
+			}
+			checkEvent(t, got[0])
+			if m := got[0].Change.PaymentMethod; m != "" {
+				t.Errorf("published paymentMethod %q, which nothing confirmed", m)
+			}
+			if strings.Contains(string(got[0].Raw), "forged") {
+				t.Errorf("the event holds the forged value: %s", got[0].Raw)
+			}
+			if n := obs.count(SourceHistory, Duplicate); n != 1 {
+				t.Errorf("the poll: %d duplicates, want 1", n)
+			}
+		})
 	}
 }

@@ -107,6 +107,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.status = status.New(status.Config{
 		Prefix: cfg.SubjectPrefix, Source: cfg.WorkerName, Secret: string(cfg.CallbackSecret), Poll: cfg.HistoryPoll,
 		Logger: log, Observer: m.metrics, VerifyTimeout: cfg.DrainTimeout,
+		APIRate: cfg.APIRate, CallbackShare: cfg.CallbackShare,
 	}, api, pub, kv)
 
 	if err := m.serveHTTP(); err != nil {

@@ -40,6 +40,7 @@ type Config struct {
 	ReadbackMarker string `envconfig:"FRONTPAY_READBACK_MARKER" default:"on"`
 
 	CallbackSecret Secret        `envconfig:"FRONTPAY_CALLBACK_SECRET"`
+	CallbackShare  int           `envconfig:"FRONTPAY_CALLBACK_SHARE" default:"10"`
 	HistoryPoll    time.Duration `envconfig:"FRONTPAY_HISTORY_POLL" default:"5m"`
 	HTTPAddr       string        `envconfig:"FRONTPAY_HTTP_ADDR" default:"127.0.0.1:8080"`
 	DataDir        string        `envconfig:"FRONTPAY_DATA_DIR" default:"./data"`
@@ -127,6 +128,9 @@ func (c *Config) Validate() error {
 	}
 	if c.APIRate < 0 {
 		bad("FRONTPAY_API_RATE", "must be 0 (no limit) or more, got %d", c.APIRate)
+	}
+	if c.CallbackShare < 1 || c.CallbackShare > 100 {
+		bad("FRONTPAY_CALLBACK_SHARE", "must be a percentage of FRONTPAY_API_RATE from 1 to 100, got %d", c.CallbackShare)
 	}
 	if c.HistoryPoll < 0 {
 		bad("FRONTPAY_HISTORY_POLL", "must be 0 (off) or positive, got %s", c.HistoryPoll)

@@ -55,6 +55,7 @@ func TestConfigNamesEveryBadVariable(t *testing.T) {
 		"FRONTPAY_API_TIMEOUT":    "soon",
 		"FRONTPAY_MAX_ATTEMPTS":   "0",
 		"FRONTPAY_API_RATE":       "-5",
+		"FRONTPAY_CALLBACK_SHARE": "0",
 		"FRONTPAY_SUBJECT_PREFIX": "shop1",
 		"FRONTPAY_LOG_FORMAT":     "xml",
 		"FRONTPAY_LOG_LEVEL":      "loud",

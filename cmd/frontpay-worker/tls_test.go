@@ -179,7 +179,7 @@ func secureConfig(t *testing.T, apiURL string, nc NATSConfig) *Config {
 		APIURL:     apiURL, APIToken: sandboxToken, APITimeout: 2 * time.Second, MaxAttempts: 2,
 		RetryInitial: time.Millisecond, RetryMax: 10 * time.Millisecond, HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(),
 		Concurrency: 4, AckWait: time.Second, PinnedTTL: 3 * time.Second, DrainTimeout: time.Second, LeaseMargin: 100 * time.Millisecond,
-		Replicas: 1, WorkerName: "test", LogFormat: "text", LogLevel: "debug",
+		Replicas: 1, WorkerName: "test", LogFormat: "text", LogLevel: "debug", CallbackShare: 10,
 	}
 }
 

@@ -97,7 +97,7 @@ func (c *Cluster) options(i int) *server.Options {
 		StoreDir:   nd.store,
 		NoLog:      true,
 		NoSigs:     true,
-		MaxPayload: 8 << 20,
+		MaxPayload: server.MAX_PAYLOAD_SIZE, // as Start: a standard server's default
 		Cluster: server.ClusterOpts{
 			Name: ClusterName,
 			Host: "127.0.0.1",

@@ -24,6 +24,7 @@ func TestClusterSurvivesANodeRestart(t *testing.T) {
 	if got := strings.Count(c.URLs(), ","); got != 2 {
 		t.Fatalf("URLs %q", c.URLs())
 	}
+	checkMaxPayload(t, c.URL(0))
 
 	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {

@@ -50,8 +50,8 @@ func Start(o Options) (*Server, error) {
 		StoreDir:   o.StoreDir,
 		NoLog:      true,
 		NoSigs:     true,
-		// Commands and results are small; a slow consumer of the server's own should not drop them.
-		MaxPayload: 8 << 20,
+		// A standard server's default (1 MiB), so that what works here works in production.
+		MaxPayload: server.MAX_PAYLOAD_SIZE,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded nats: %w", err)
