@@ -284,7 +284,7 @@ func (w *Worker) handleSequencer(ctx context.Context, m jetstream.Msg, _ *slot) 
 	md, err := m.Metadata()
 	if err == nil {
 		op, _ := schemas.OpFromSubject(w.cfg.Prefix, m.Subject())
-		err = w.seq.index(ctx, op, m.Data(), md.Sequence.Stream)
+		err = w.seq.index(ctx, op, schemas.Structured(m.Headers(), m.Data()), md.Sequence.Stream)
 	}
 	if err == nil {
 		// Acked with confirmation: the workers wait for the ack floor to pass this command.
@@ -347,7 +347,7 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, s *slot) error {
 		return err
 	}
 	op, ok := schemas.OpFromSubject(w.cfg.Prefix, m.Subject())
-	raw := m.Data()
+	raw := schemas.Structured(m.Headers(), m.Data())
 	cmd, err := schemas.ParseCommand(op, raw, w.now())
 	if !ok || errors.Is(err, schemas.ErrNotObject) {
 		w.obs.DeadLetter()
@@ -490,7 +490,7 @@ func (w *Worker) turnTaken(resource string) {
 // too large for a failure event to carry is copied to the dead-letter stream, and its failure
 // carries "command": null.
 func (w *Worker) invalid(ctx context.Context, m jetstream.Msg, op frontpay.Operation, e *schemas.InvalidError) error {
-	raw := m.Data()
+	raw := schemas.Structured(m.Headers(), m.Data())
 	o := schemas.OriginOf(op, raw)
 	f := e.Failure(raw)
 	if len(raw) > schemas.MaxCommandBytes {
