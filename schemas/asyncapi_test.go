@@ -163,6 +163,12 @@ func TestAsyncAPIRefersToTheSchemas(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The validation reads the URLs under BaseURI from the working tree.
+	script, err := os.ReadFile("asyncapi/validate.mjs")
+	if err != nil || !strings.Contains(string(script), "const baseURI = '"+schemas.BaseURI+"';") {
+		t.Errorf("asyncapi/validate.mjs does not take BaseURI %s (%v)", schemas.BaseURI, err)
+	}
+
 	// Every reference that is not within the document is the $id of a schema; every schema but
 	// the shared building blocks is referred to.
 	referred := map[string]bool{}
