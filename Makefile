@@ -32,9 +32,14 @@ vulncheck: ## govulncheck; fails on a finding, warns when the vulnerability data
 	if [ $$rc -eq 3 ]; then exit 1; fi; \
 	if [ $$rc -ne 0 ]; then echo "govulncheck could not run (exit $$rc): is vuln.go.dev reachable?"; fi
 
+.PHONY: asyncapi
+asyncapi: ## Validate schemas/asyncapi.yaml with the AsyncAPI parser (node and npm; packages from the lock file)
+	cd schemas/asyncapi && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error && node validate.mjs
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME (default 10s) each
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCommand$$' -fuzztime $(FUZZTIME) ./schemas
+	$(GO) test -run '^$$' -fuzz '^FuzzStructured$$' -fuzztime $(FUZZTIME) ./schemas
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeResponse$$' -fuzztime $(FUZZTIME) ./frontpay
 	$(GO) test -run '^$$' -fuzz '^FuzzNumber$$' -fuzztime $(FUZZTIME) ./frontpay
 	$(GO) test -run '^$$' -fuzz '^FuzzCallbackQuery$$' -fuzztime $(FUZZTIME) ./status

@@ -122,7 +122,7 @@ func (w *Worker) bury(ctx context.Context, t *task) error {
 // too large for a failure event to carry is copied to the dead-letter stream, and its failure
 // carries "command": null.
 func (w *Worker) refuse(ctx context.Context, t *task) error {
-	raw := t.msg.Data()
+	raw := t.raw
 	o := schemas.OriginOf(t.op, raw)
 	f := t.invalid.Failure(raw)
 	if len(raw) > schemas.MaxCommandBytes {

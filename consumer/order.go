@@ -26,6 +26,7 @@ import (
 // or handed back.
 type task struct {
 	msg      jetstream.Msg
+	raw      []byte // the command in structured mode, as parsed (schemas.Structured)
 	seq      uint64
 	epoch    uint64
 	received time.Time // when the server stored the command
@@ -57,7 +58,9 @@ func (w *Worker) decode(m jetstream.Msg, md *jetstream.MsgMetadata, epoch uint64
 		t.deadLetter = "not a command subject"
 		return t
 	}
-	cmd, err := schemas.ParseCommand(op, m.Data(), w.now())
+	// A binary-mode command (ce- headers) reads as its structured form.
+	t.raw = schemas.Structured(m.Headers(), m.Data())
+	cmd, err := schemas.ParseCommand(op, t.raw, w.now())
 	switch e := err.(type) {
 	case nil:
 		t.cmd = cmd

@@ -294,7 +294,7 @@ func (w *Worker) fail(ctx context.Context, t *task, f schemas.Failure) error {
 
 // failure builds the failure event of the command.
 func (w *Worker) failure(t *task, f schemas.Failure) (schemas.Event, error) {
-	f.Command = t.msg.Data()
+	f.Command = t.raw
 	if t.claim != nil {
 		f.Attempts = t.claim.rec.Attempts
 	}
@@ -309,7 +309,7 @@ func (w *Worker) failure(t *task, f schemas.Failure) (schemas.Event, error) {
 // operation or with other data. It is not recorded: the key's record stays the first command's,
 // and the failure has an id of its own.
 func (w *Worker) conflict(ctx context.Context, t *task) error {
-	ev, err := w.failure(&task{msg: t.msg, cmd: t.cmd}, schemas.Failure{
+	ev, err := w.failure(&task{raw: t.raw, cmd: t.cmd}, schemas.Failure{
 		Reason: schemas.IdempotencyConflict, Message: "idempotencyKeyUsedWithOtherData",
 	})
 	if err != nil {

@@ -108,7 +108,9 @@ var stringAttributes = func() map[string]bool {
 // It returns ErrNotObject when raw is not a JSON object, an *InvalidError listing every problem
 // when it is one but not a valid command, and otherwise the command. Envelope: specversion "1.0";
 // id, source and type non-empty strings, type being CommandSubject("", op); data an object; the
-// other attributes strings (extensions also numbers or booleans), null counting as absent. Data:
+// other attributes strings (extensions also numbers or booleans), null counting as absent;
+// data_base64 (data that is not JSON, as Structured writes a binary-mode message's) is refused
+// as data that is not an object. Data:
 // the path fields of op's endpoint, checked with frontpay.ValidateUUID, and the request body,
 // read strictly (exact member names, no unknown member at any level, no member twice) and checked
 // with its Validate.
@@ -187,7 +189,7 @@ func (p *parser) envelope(obj map[string]any) map[string]any {
 		switch {
 		case !attributeName.MatchString(name):
 			p.fail(name, "attribute_name", "is not a CloudEvents attribute name (lower-case ASCII letters and digits)")
-		case name == "data":
+		case name == "data" || name == "data_base64":
 		case stringAttributes[name] && isString:
 			p.attribute(name, s)
 		case stringAttributes[name] && v != nil:
@@ -202,7 +204,10 @@ func (p *parser) envelope(obj map[string]any) map[string]any {
 		}
 	}
 	data, ok := obj["data"].(map[string]any)
+	_, binary := obj["data_base64"]
 	switch {
+	case binary:
+		p.fail("data", "object", "must be a JSON object, got data that is not JSON (data_base64)")
 	case obj["data"] == nil:
 		p.fail("data", "required", "is required")
 	case !ok:

@@ -14,7 +14,13 @@
 //     canonical form behind Command.Fingerprint.
 //   - event.go: Event, the data of result and status events, their constructors and their ids.
 //   - subject.go: the NATS subjects of commands, results, status changes and dead letters.
-//   - files.go: FS and the paths of the schemas in it.
+//   - files.go: FS and the paths of the schemas in it, and BaseURI, the base of their $ids.
+//   - binary.go: Structured, which turns a CloudEvents binary-mode message into the structured
+//     command that ParseCommand reads.
+//   - asyncapi.yaml: the whole interface (every channel, message and payload) as an AsyncAPI 3.0
+//     document whose payloads refer to the JSON Schema documents by their $id. `make asyncapi`
+//     validates it with the AsyncAPI parser (asyncapi/validate.mjs), and asyncapi_test.go holds its
+//     channels to the streams of consumer.Topology.
 //
 // agreement_test.go runs the seed examples and an invalid case of every rule through both
 // ParseCommand and the schemas, and requires the same verdict except for the rules a schema lists.

@@ -6,10 +6,11 @@ import (
 	"github.com/nordpay/frontpay-worker/frontpay"
 )
 
-// BaseURI is the base of every schema's $id. The documents refer to each other relatively
-// (data/reservation.capture.schema.json, defs.schema.json#/$defs/money), so a validator resolves
-// them after loading FS with each file under BaseURI + its path.
-const BaseURI = "https://github.com/nordpay/frontpay-worker/schemas/"
+// BaseURI is the base of every schema's $id: where the repository serves the files of schemas/,
+// and the URLs by which the AsyncAPI document (asyncapi.yaml) refers to them. The documents refer
+// to each other relatively (data/reservation.capture.schema.json, defs.schema.json#/$defs/money),
+// so a validator resolves them after loading FS with each file under BaseURI + its path.
+const BaseURI = "https://raw.githubusercontent.com/nordpay/frontpay-worker/main/schemas/"
 
 // The contract's documents in FS.
 const (

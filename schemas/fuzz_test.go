@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"slices"
@@ -57,6 +58,43 @@ func FuzzParseCommand(f *testing.F) {
 		}
 		if ok, err := schemaAccepts(t, CommandSchema, raw); !ok {
 			t.Fatalf("ParseCommand accepts what the command schema refuses: %v", err)
+		}
+	})
+}
+
+// FuzzStructured checks that a binary-mode message, whatever its headers and body, becomes a JSON
+// object that carries the body (as data or data_base64), or nil, which ParseCommand refuses with
+// ErrNotObject, and never anything ParseCommand could refuse otherwise than with an
+// *InvalidError or ErrNotObject.
+func FuzzStructured(f *testing.F) {
+	f.Add("ce-source", "shop%2Fcheckout", "application/json", []byte(examples[rc]))
+	f.Add("ce-id", `"a \"b\""`, "text/plain", []byte("\x00\xff"))
+	f.Add("CE-TRACEPARENT", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "", []byte(`{}`))
+	f.Add("ce-data", "x", "application/cloudevents+json", []byte(command(rc, examples[rc])))
+	f.Fuzz(func(t *testing.T, name, value, contentType string, body []byte) {
+		header := binaryCapture()
+		header[name] = []string{value}
+		header["Content-Type"] = []string{contentType}
+		raw := Structured(header, body)
+		_, err := ParseCommand(rc, raw, testNow)
+		var inv *InvalidError
+		switch {
+		case errors.Is(err, ErrNotObject) && (raw == nil || bytes.Equal(raw, body)):
+			return
+		case err != nil && !errors.As(err, &inv):
+			t.Fatalf("ParseCommand: %T %v", err, err)
+		case bytes.Equal(raw, body):
+			return // structured mode
+		}
+		var ev struct {
+			Data       json.RawMessage `json:"data"`
+			DataBase64 []byte          `json:"data_base64"`
+		}
+		if err := json.Unmarshal(raw, &ev); err != nil {
+			t.Fatalf("%q: %v", raw, err)
+		}
+		if len(body) > 0 && ev.Data == nil && !bytes.Equal(ev.DataBase64, body) {
+			t.Fatalf("the body %q is lost: %s", body, raw)
 		}
 	})
 }

@@ -1,6 +1,8 @@
 package schemas
 
 import (
+	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/nordpay/frontpay-worker/frontpay"
@@ -48,4 +50,28 @@ func OpFromSubject(prefix, subject string) (frontpay.Operation, bool) {
 	name, ok := strings.CutSuffix(rest, requested)
 	op := frontpay.Operation(name)
 	return op, ok && op.Valid()
+}
+
+// CheckPrefix returns an error unless prefix can be FRONTPAY_SUBJECT_PREFIX: empty, or subject
+// tokens ending in a dot, such as "shop1.".
+func CheckPrefix(prefix string) error {
+	if prefix != "" && (!strings.HasSuffix(prefix, ".") || strings.HasPrefix(prefix, ".") ||
+		strings.ContainsAny(prefix, " *>\t\r\n") || strings.Contains(prefix, "..")) {
+		return fmt.Errorf("subject prefix %q: must be empty or subject tokens ending in a dot, like \"shop1.\"", prefix)
+	}
+	return nil
+}
+
+// merchantID is the form of a merchant's id in FRONTPAY_MERCHANTS_FILE (CONTRACT.md section 9).
+var merchantID = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
+
+// MerchantPrefix returns the prefix of a merchant's subjects, <prefix><merchant>.: a merchant's
+// subjects are those of a one-merchant deployment with that prefix. It returns an error unless
+// merchant is a merchant id (lower-case letters, digits, - and _, at most 32, not starting with
+// - or _).
+func MerchantPrefix(prefix, merchant string) (string, error) {
+	if !merchantID.MatchString(merchant) {
+		return "", fmt.Errorf("merchant %q: must match %s", merchant, merchantID)
+	}
+	return prefix + merchant + ".", nil
 }

@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/nordpay/frontpay-worker/frontpay"
@@ -44,6 +45,30 @@ func TestOpFromSubject(t *testing.T) {
 	} {
 		if op, ok := OpFromSubject(tt.prefix, tt.subject); ok {
 			t.Errorf("OpFromSubject(%q, %q) = %q", tt.prefix, tt.subject, op)
+		}
+	}
+}
+
+func TestCheckPrefix(t *testing.T) {
+	for _, ok := range []string{"", "shop1.", "acme.shop-1.", "a.b.c."} {
+		if err := CheckPrefix(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"shop1", ".", ".shop1.", "shop..1.", "shop 1.", "shop*.", "shop>.", "a\n."} {
+		if err := CheckPrefix(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestMerchantPrefix(t *testing.T) {
+	if p, err := MerchantPrefix("acme.", "shop_1-a"); err != nil || p != "acme.shop_1-a." {
+		t.Errorf("got %q, %v", p, err)
+	}
+	for _, bad := range []string{"", "Shop1", "-shop", "_shop", "shop.1", "shop 1", "shop*", strings.Repeat("a", 33)} {
+		if _, err := MerchantPrefix("", bad); err == nil {
+			t.Errorf("%q accepted", bad)
 		}
 	}
 }
