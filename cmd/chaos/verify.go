@@ -128,8 +128,12 @@ func markerOf(e sandbox.Effect) (marker string, ours bool, err error) {
 	if v == "" {
 		return "", true, fmt.Errorf("effect #%d (%s %s): body has no %s: %s", e.Seq, e.Op, e.UUID, field, e.Body)
 	}
-	if field == "email" {
+	switch field {
+	case "email":
 		v, _, _ = strings.Cut(v, "@")
+	case "additionalText":
+		// The worker appends its read-back marker " [fp:…]" (CONTRACT.md section 4).
+		v, _, _ = strings.Cut(v, " [fp:")
 	}
 	return keyMarker(frontpay.Operation(e.Op), v), true, nil
 }
