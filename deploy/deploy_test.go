@@ -880,9 +880,10 @@ var kubernetesBuilds = []string{"k8s/base", "k8s/overlays/cluster"}
 // set or deliberately left to its default.
 func TestKubernetesEnvironment(t *testing.T) {
 	vars := configVars(t)
-	// Left unset on purpose: the token comes from FRONTPAY_API_TOKEN_FILE (setting both is an
-	// error), NATS_CREDS is the credential (NATS_NKEY is its alternative), TLS is per cluster.
-	unset := []string{"FRONTPAY_API_TOKEN", "NATS_NKEY", "NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY"}
+	// Left unset on purpose: the token and the callback secret come from their _FILE variables
+	// (setting both of a pair is an error), NATS_CREDS is the credential (NATS_NKEY is its
+	// alternative), TLS is per cluster.
+	unset := []string{"FRONTPAY_API_TOKEN", "FRONTPAY_CALLBACK_SECRET", "NATS_NKEY", "NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY"}
 	for _, dir := range kubernetesBuilds {
 		t.Run(dir, func(t *testing.T) {
 			d := worker(t, dir)
@@ -927,7 +928,7 @@ func TestKubernetesEnvironment(t *testing.T) {
 			}
 
 			// Secrets are files from Secret volumes.
-			for _, name := range []string{"FRONTPAY_API_TOKEN_FILE", "NATS_CREDS"} {
+			for _, name := range []string{"FRONTPAY_API_TOKEN_FILE", "FRONTPAY_CALLBACK_SECRET_FILE", "NATS_CREDS"} {
 				d.checkSecretFile(t, name)
 			}
 			if d.env["NATS_URL"].value == "" {
