@@ -1393,6 +1393,38 @@ func TestDockerfile(t *testing.T) {
 		}
 	}
 
+	// Base images by digest; the version and the commit stamped into the binary, from build
+	// arguments, into variables that internal/buildinfo has.
+	for _, st := range stages {
+		if from := st[0].args; !regexp.MustCompile(`^\S+:\S+@sha256:[0-9a-f]{64}( |$)`).MatchString(from) {
+			t.Errorf("Dockerfile: FROM %s is not pinned by digest (name:tag@sha256:...)", from)
+		}
+	}
+	buildinfo, err := os.ReadFile("../internal/buildinfo/buildinfo.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []struct{ arg, variable string }{{"VERSION", "version"}, {"COMMIT", "commit"}} {
+		if !strings.Contains(built, "-X github.com/nordpay/frontpay-worker/internal/buildinfo."+v.variable+"=${"+v.arg+"}") {
+			t.Errorf("Dockerfile: the go build does not stamp %s into buildinfo.%s", v.arg, v.variable)
+		}
+		if !regexp.MustCompile(`(?m)^\s+` + v.variable + `\s+string$`).Match(buildinfo) {
+			t.Errorf("internal/buildinfo has no string variable %s for the Dockerfile's -X", v.variable)
+		}
+		if !slices.ContainsFunc(lookup(builder, "ARG"), func(a string) bool { return strings.HasPrefix(a, v.arg) }) {
+			t.Errorf("Dockerfile: the builder has no ARG %s", v.arg)
+		}
+	}
+	labels := strings.Join(lookup(final, "LABEL"), " ")
+	for _, want := range []string{
+		`org.opencontainers.image.version="${VERSION}"`, `org.opencontainers.image.revision="${COMMIT}"`,
+		"org.opencontainers.image.source=", "org.opencontainers.image.title=",
+	} {
+		if !strings.Contains(labels, want) {
+			t.Errorf("Dockerfile: the final stage's labels lack %s", want)
+		}
+	}
+
 	if uid := dockerUID(t); uid == 0 {
 		t.Error("Dockerfile: the final stage runs as root")
 	}
