@@ -384,7 +384,8 @@ func runReplay(ctx context.Context, o replayOptions, set settings, stdin io.Read
 	}
 	defer t.close()
 
-	var lastReport time.Time
+	// The first report comes progressEvery into the scan: a short scan reports nothing.
+	lastReport := time.Now()
 	progress := func(scanned, total int) {
 		if time.Since(lastReport) < set.progressEvery {
 			return
