@@ -1784,14 +1784,16 @@ func TestAlerts(t *testing.T) {
 		if s := r.Labels["severity"]; s != "critical" && s != "warning" && s != "info" {
 			t.Errorf("%s: %s: severity %q, want critical, warning or info", alertsFile, r.Alert, s)
 		}
-		for _, a := range []string{"summary", "description", "runbook"} {
+		for _, a := range []string{"summary", "description", "runbook_url"} {
 			if strings.TrimSpace(r.Annotations[a]) == "" {
 				t.Errorf("%s: %s has no %s annotation", alertsFile, r.Alert, a)
 			}
 		}
-		if rb := r.Annotations["runbook"]; rb != "" {
-			if err := checkAnchor(rb); err != nil {
-				t.Errorf("%s: %s: runbook: %v", alertsFile, r.Alert, err)
+		if rb := r.Annotations["runbook_url"]; rb != "" {
+			if file, ok := strings.CutPrefix(rb, repositoryFiles); !ok {
+				t.Errorf("%s: %s: runbook_url %q is not a file of %s", alertsFile, r.Alert, rb, repositoryFiles)
+			} else if err := checkAnchor(file); err != nil {
+				t.Errorf("%s: %s: runbook_url: %v", alertsFile, r.Alert, err)
 			}
 		}
 		if r.For != "" {
@@ -1799,6 +1801,13 @@ func TestAlerts(t *testing.T) {
 				t.Errorf("%s: %s: for %q: %v", alertsFile, r.Alert, r.For, err)
 			}
 		}
+	}
+	mod, err := os.ReadFile(goMod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := regexp.MustCompile(`(?m)^module (\S+)`).FindSubmatch(mod); m == nil || "https://"+string(m[1])+"/blob/main/" != repositoryFiles {
+		t.Errorf("the runbooks' base %s is not the module's repository", repositoryFiles)
 	}
 	exprs := all.String()
 	for _, watched := range []string{
@@ -1812,6 +1821,10 @@ func TestAlerts(t *testing.T) {
 		}
 	}
 }
+
+// repositoryFiles is where the project's files are on the web: the base of the alerts'
+// runbook_url (the module's path).
+const repositoryFiles = "https://github.com/nordpay/frontpay-worker/blob/main/"
 
 // headingRe finds the headings of a Markdown file.
 var headingRe = regexp.MustCompile(`(?m)^#{1,6} +(.+?) *$`)
@@ -2005,6 +2018,64 @@ func TestReadme(t *testing.T) {
 		}
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("README.md names %s: %v", m, err)
+		}
+	}
+}
+
+// TestReadmeAlerts: the README's "What to watch" table lists the alerts of alerts.yaml, in its
+// order, each linked to its runbook here, with the windows, thresholds and "for" durations of its
+// rule; and it takes rate() or increase() of counters only, never of a gauge.
+func TestReadmeAlerts(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n### What to watch\n")
+	if !ok {
+		t.Fatal(`README.md has no section "What to watch"`)
+	}
+	section, _, _ = strings.Cut(section, "\n#")
+	rowRe := regexp.MustCompile(`(?m)^\| \[(\w+)\]\(deploy/README\.md#([\w-]+)\) \|(.*)$`)
+	rows := rowRe.FindAllStringSubmatch(section, -1)
+	rules := alertRules(t)
+	if len(rows) != len(rules) {
+		t.Errorf("README.md lists %d alerts, %s has %d", len(rows), alertsFile, len(rules))
+	}
+	windowRe := regexp.MustCompile(`\[(\d+[smhd])\]|offset (\d+[smhd])`)
+	compareRe := regexp.MustCompile(`(==|>|<) *(\d+(?:\.\d+)?)\b`)
+	for i, r := range rules {
+		if i >= len(rows) {
+			break
+		}
+		name, anchor, row := rows[i][1], rows[i][2], rows[i][3]
+		if name != r.Alert {
+			t.Errorf("README.md: alert %d is %s, %s has %s", i+1, name, alertsFile, r.Alert)
+			continue
+		}
+		if anchor != githubAnchor(name) {
+			t.Errorf("README.md: %s links to #%s", name, anchor)
+		} else if err := checkAnchor("deploy/README.md#" + anchor); err != nil {
+			t.Errorf("README.md: %s: %v", name, err)
+		}
+		var want []string
+		if r.For != "" {
+			want = append(want, "for "+r.For)
+		}
+		for _, m := range windowRe.FindAllStringSubmatch(r.Expr, -1) {
+			want = append(want, m[1]+m[2])
+		}
+		for _, m := range compareRe.FindAllStringSubmatch(r.Expr, -1) {
+			want = append(want, m[1]+" "+m[2])
+		}
+		for _, w := range want {
+			if !strings.Contains(row, w) {
+				t.Errorf("README.md: the row of %s lacks %q of its rule: %s", name, w, row)
+			}
+		}
+	}
+	for _, m := range regexp.MustCompile(`\b(?:rate|irate|increase)\((\w+)`).FindAllStringSubmatch(section, -1) {
+		if !regexp.MustCompile(`_(total|count|sum|bucket)$`).MatchString(m[1]) {
+			t.Errorf("README.md: %s of %s, which is no counter: take deriv() of a gauge", m[0], m[1])
 		}
 	}
 }
