@@ -5,6 +5,10 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOVULNCHECK := golang.org/x/vuln/cmd/govulncheck@v1.8.0
 FUZZTIME    ?= 10s
 BIN         := bin
+# Stamped into the binaries (frontpay-worker version), as deploy/Dockerfile does.
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null)
+BUILDINFO   := github.com/nordpay/frontpay-worker/internal/buildinfo
 
 .DEFAULT_GOAL := help
 
@@ -13,15 +17,15 @@ help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 .PHONY: build
-build: ## Build the binaries into bin/
-	$(GO) build -o $(BIN)/ ./cmd/...
+build: ## Build the binaries into bin/, stamped with git's version and commit
+	$(GO) build -ldflags "-X $(BUILDINFO).version=$(VERSION) -X $(BUILDINFO).commit=$(COMMIT)" -o $(BIN)/ ./cmd/...
 
 .PHONY: test
 test: ## Run every test with the race detector
 	$(GO) test -race -count=1 ./...
 
 .PHONY: lint
-lint: vulncheck ## gofmt, go vet, staticcheck and govulncheck
+lint: ## gofmt, go vet and staticcheck (govulncheck, which needs the network, is make vulncheck)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...

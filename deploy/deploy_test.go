@@ -886,9 +886,10 @@ var kubernetesBuilds = []string{"k8s/base", "k8s/overlays/cluster"}
 // set or deliberately left to its default.
 func TestKubernetesEnvironment(t *testing.T) {
 	vars := configVars(t)
-	// Left unset on purpose: the token comes from FRONTPAY_API_TOKEN_FILE (setting both is an
-	// error), NATS_CREDS is the credential (NATS_NKEY is its alternative), TLS is per cluster.
-	unset := []string{"FRONTPAY_API_TOKEN", "NATS_NKEY", "NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY"}
+	// Left unset on purpose: the token and the callback secret come from their _FILE variables
+	// (setting both of a pair is an error), NATS_CREDS is the credential (NATS_NKEY is its
+	// alternative), TLS is per cluster.
+	unset := []string{"FRONTPAY_API_TOKEN", "FRONTPAY_CALLBACK_SECRET", "NATS_NKEY", "NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY"}
 	for _, dir := range kubernetesBuilds {
 		t.Run(dir, func(t *testing.T) {
 			d := worker(t, dir)
@@ -933,7 +934,7 @@ func TestKubernetesEnvironment(t *testing.T) {
 			}
 
 			// Secrets are files from Secret volumes.
-			for _, name := range []string{"FRONTPAY_API_TOKEN_FILE", "NATS_CREDS"} {
+			for _, name := range []string{"FRONTPAY_API_TOKEN_FILE", "FRONTPAY_CALLBACK_SECRET_FILE", "NATS_CREDS"} {
 				d.checkSecretFile(t, name)
 			}
 			if d.env["NATS_URL"].value == "" {
@@ -1398,6 +1399,38 @@ func TestDockerfile(t *testing.T) {
 		}
 	}
 
+	// Base images by digest; the version and the commit stamped into the binary, from build
+	// arguments, into variables that internal/buildinfo has.
+	for _, st := range stages {
+		if from := st[0].args; !regexp.MustCompile(`^\S+:\S+@sha256:[0-9a-f]{64}( |$)`).MatchString(from) {
+			t.Errorf("Dockerfile: FROM %s is not pinned by digest (name:tag@sha256:...)", from)
+		}
+	}
+	buildinfo, err := os.ReadFile("../internal/buildinfo/buildinfo.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []struct{ arg, variable string }{{"VERSION", "version"}, {"COMMIT", "commit"}} {
+		if !strings.Contains(built, "-X github.com/nordpay/frontpay-worker/internal/buildinfo."+v.variable+"=${"+v.arg+"}") {
+			t.Errorf("Dockerfile: the go build does not stamp %s into buildinfo.%s", v.arg, v.variable)
+		}
+		if !regexp.MustCompile(`(?m)^\s+` + v.variable + `\s+string$`).Match(buildinfo) {
+			t.Errorf("internal/buildinfo has no string variable %s for the Dockerfile's -X", v.variable)
+		}
+		if !slices.ContainsFunc(lookup(builder, "ARG"), func(a string) bool { return strings.HasPrefix(a, v.arg) }) {
+			t.Errorf("Dockerfile: the builder has no ARG %s", v.arg)
+		}
+	}
+	labels := strings.Join(lookup(final, "LABEL"), " ")
+	for _, want := range []string{
+		`org.opencontainers.image.version="${VERSION}"`, `org.opencontainers.image.revision="${COMMIT}"`,
+		"org.opencontainers.image.source=", "org.opencontainers.image.title=",
+	} {
+		if !strings.Contains(labels, want) {
+			t.Errorf("Dockerfile: the final stage's labels lack %s", want)
+		}
+	}
+
 	if uid := dockerUID(t); uid == 0 {
 		t.Error("Dockerfile: the final stage runs as root")
 	}
@@ -1757,14 +1790,16 @@ func TestAlerts(t *testing.T) {
 		if s := r.Labels["severity"]; s != "critical" && s != "warning" && s != "info" {
 			t.Errorf("%s: %s: severity %q, want critical, warning or info", alertsFile, r.Alert, s)
 		}
-		for _, a := range []string{"summary", "description", "runbook"} {
+		for _, a := range []string{"summary", "description", "runbook_url"} {
 			if strings.TrimSpace(r.Annotations[a]) == "" {
 				t.Errorf("%s: %s has no %s annotation", alertsFile, r.Alert, a)
 			}
 		}
-		if rb := r.Annotations["runbook"]; rb != "" {
-			if err := checkAnchor(rb); err != nil {
-				t.Errorf("%s: %s: runbook: %v", alertsFile, r.Alert, err)
+		if rb := r.Annotations["runbook_url"]; rb != "" {
+			if file, ok := strings.CutPrefix(rb, repositoryFiles); !ok {
+				t.Errorf("%s: %s: runbook_url %q is not a file of %s", alertsFile, r.Alert, rb, repositoryFiles)
+			} else if err := checkAnchor(file); err != nil {
+				t.Errorf("%s: %s: runbook_url: %v", alertsFile, r.Alert, err)
 			}
 		}
 		if r.For != "" {
@@ -1772,6 +1807,13 @@ func TestAlerts(t *testing.T) {
 				t.Errorf("%s: %s: for %q: %v", alertsFile, r.Alert, r.For, err)
 			}
 		}
+	}
+	mod, err := os.ReadFile(goMod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := regexp.MustCompile(`(?m)^module (\S+)`).FindSubmatch(mod); m == nil || "https://"+string(m[1])+"/blob/main/" != repositoryFiles {
+		t.Errorf("the runbooks' base %s is not the module's repository", repositoryFiles)
 	}
 	exprs := all.String()
 	for _, watched := range []string{
@@ -1785,6 +1827,10 @@ func TestAlerts(t *testing.T) {
 		}
 	}
 }
+
+// repositoryFiles is where the project's files are on the web: the base of the alerts'
+// runbook_url (the module's path).
+const repositoryFiles = "https://github.com/nordpay/frontpay-worker/blob/main/"
 
 // headingRe finds the headings of a Markdown file.
 var headingRe = regexp.MustCompile(`(?m)^#{1,6} +(.+?) *$`)
@@ -1978,6 +2024,64 @@ func TestReadme(t *testing.T) {
 		}
 		if _, err := os.Stat(p); err != nil {
 			t.Errorf("README.md names %s: %v", m, err)
+		}
+	}
+}
+
+// TestReadmeAlerts: the README's "What to watch" table lists the alerts of alerts.yaml, in its
+// order, each linked to its runbook here, with the windows, thresholds and "for" durations of its
+// rule; and it takes rate() or increase() of counters only, never of a gauge.
+func TestReadmeAlerts(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n### What to watch\n")
+	if !ok {
+		t.Fatal(`README.md has no section "What to watch"`)
+	}
+	section, _, _ = strings.Cut(section, "\n#")
+	rowRe := regexp.MustCompile(`(?m)^\| \[(\w+)\]\(deploy/README\.md#([\w-]+)\) \|(.*)$`)
+	rows := rowRe.FindAllStringSubmatch(section, -1)
+	rules := alertRules(t)
+	if len(rows) != len(rules) {
+		t.Errorf("README.md lists %d alerts, %s has %d", len(rows), alertsFile, len(rules))
+	}
+	windowRe := regexp.MustCompile(`\[(\d+[smhd])\]|offset (\d+[smhd])`)
+	compareRe := regexp.MustCompile(`(==|>|<) *(\d+(?:\.\d+)?)\b`)
+	for i, r := range rules {
+		if i >= len(rows) {
+			break
+		}
+		name, anchor, row := rows[i][1], rows[i][2], rows[i][3]
+		if name != r.Alert {
+			t.Errorf("README.md: alert %d is %s, %s has %s", i+1, name, alertsFile, r.Alert)
+			continue
+		}
+		if anchor != githubAnchor(name) {
+			t.Errorf("README.md: %s links to #%s", name, anchor)
+		} else if err := checkAnchor("deploy/README.md#" + anchor); err != nil {
+			t.Errorf("README.md: %s: %v", name, err)
+		}
+		var want []string
+		if r.For != "" {
+			want = append(want, "for "+r.For)
+		}
+		for _, m := range windowRe.FindAllStringSubmatch(r.Expr, -1) {
+			want = append(want, m[1]+m[2])
+		}
+		for _, m := range compareRe.FindAllStringSubmatch(r.Expr, -1) {
+			want = append(want, m[1]+" "+m[2])
+		}
+		for _, w := range want {
+			if !strings.Contains(row, w) {
+				t.Errorf("README.md: the row of %s lacks %q of its rule: %s", name, w, row)
+			}
+		}
+	}
+	for _, m := range regexp.MustCompile(`\b(?:rate|irate|increase)\((\w+)`).FindAllStringSubmatch(section, -1) {
+		if !regexp.MustCompile(`_(total|count|sum|bucket)$`).MatchString(m[1]) {
+			t.Errorf("README.md: %s of %s, which is no counter: take deriv() of a gauge", m[0], m[1])
 		}
 	}
 }

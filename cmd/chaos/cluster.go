@@ -81,7 +81,7 @@ func (c *cluster) startSandbox() error {
 	c.sandboxURL = "http://" + addr
 	env := append(baseEnv(), "FRONTPAY_LOG_FORMAT=json", "FRONTPAY_LOG_LEVEL="+c.cfg.LogLevel)
 	p, err := startProc("sandbox", filepath.Join(c.dir, "sandbox.log"), c.workerBin,
-		[]string{"sandbox", "-addr", addr, "-token", sandboxToken, "-rate", "-1", "-seed", strconv.FormatInt(c.cfg.Seed, 10)}, env)
+		[]string{"sandbox", "--addr", addr, "--token", sandboxToken, "--rate=-1", "--seed", strconv.FormatInt(c.cfg.Seed, 10)}, env)
 	if err != nil {
 		return err
 	}

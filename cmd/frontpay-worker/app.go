@@ -218,8 +218,9 @@ func (m *Main) serveHTTP() error {
 }
 
 // connect opens the NATS connection (credentials or an nkey, TLS, and reconnects for ever) and
-// its JetStream context.
-func connect(cfg *NATSConfig, url string, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+// its JetStream context. extra options come last and so override those (the tools give up at
+// once instead).
+func connect(cfg *NATSConfig, url string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
 	opts := []nats.Option{
 		nats.Name("frontpay-worker"),
 		nats.MaxReconnects(-1),
@@ -251,7 +252,7 @@ func connect(cfg *NATSConfig, url string, log *slog.Logger) (*nats.Conn, jetstre
 	if cfg.NATSTLSCert != "" {
 		opts = append(opts, nats.ClientCert(cfg.NATSTLSCert, cfg.NATSTLSKey))
 	}
-	nc, err := nats.Connect(url, opts...)
+	nc, err := nats.Connect(url, append(opts, extra...)...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to NATS: %w", err)
 	}

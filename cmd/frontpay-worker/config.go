@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,13 +41,14 @@ type Config struct {
 	// in a Config built in code means the same) or "off" (a baseline read before the request).
 	ReadbackMarker string `envconfig:"FRONTPAY_READBACK_MARKER" default:"on"`
 
-	CallbackSecret Secret        `envconfig:"FRONTPAY_CALLBACK_SECRET"`
-	CallbackShare  int           `envconfig:"FRONTPAY_CALLBACK_SHARE" default:"10"`
-	HistoryPoll    time.Duration `envconfig:"FRONTPAY_HISTORY_POLL" default:"5m"`
-	HTTPAddr       string        `envconfig:"FRONTPAY_HTTP_ADDR" default:"127.0.0.1:8080"`
-	DataDir        string        `envconfig:"FRONTPAY_DATA_DIR" default:"./data"`
-	LogFormat      string        `envconfig:"FRONTPAY_LOG_FORMAT" default:"text"`
-	LogLevel       string        `envconfig:"FRONTPAY_LOG_LEVEL" default:"info"`
+	CallbackSecret     Secret        `envconfig:"FRONTPAY_CALLBACK_SECRET"`
+	CallbackSecretFile string        `envconfig:"FRONTPAY_CALLBACK_SECRET_FILE"`
+	CallbackShare      int           `envconfig:"FRONTPAY_CALLBACK_SHARE" default:"10"`
+	HistoryPoll        time.Duration `envconfig:"FRONTPAY_HISTORY_POLL" default:"5m"`
+	HTTPAddr           string        `envconfig:"FRONTPAY_HTTP_ADDR" default:"127.0.0.1:8080"`
+	DataDir            string        `envconfig:"FRONTPAY_DATA_DIR" default:"./data"`
+	LogFormat          string        `envconfig:"FRONTPAY_LOG_FORMAT" default:"text"`
+	LogLevel           string        `envconfig:"FRONTPAY_LOG_LEVEL" default:"info"`
 
 	Concurrency  int           `envconfig:"FRONTPAY_CONCURRENCY" default:"64"`
 	AckWait      time.Duration `envconfig:"FRONTPAY_ACK_WAIT" default:"5m"`
@@ -69,36 +72,94 @@ func (s Secret) String() string {
 // GoString hides the secret from %#v too.
 func (s Secret) GoString() string { return s.String() }
 
-// LoadConfig reads the environment and checks every value, naming the variable of each problem.
+// LoadConfig reads the environment and checks every value. It reports every problem at once,
+// each naming its variable: values that do not parse, and values that parse but are wrong.
 func LoadConfig() (*Config, error) {
 	var c Config
-	if err := envconfig.Process("", &c); err != nil {
-		return nil, fmt.Errorf("configuration: %w", err)
-	}
-	if err := c.Validate(); err != nil {
+	failed, err := process(&c)
+	if err := errors.Join(err, withoutVariables(c.Validate(), failed)); err != nil {
 		return nil, err
 	}
 	return &c, nil
 }
 
-// Validate checks the values and reads the token file; it returns every problem at once.
+// process reads the variables of every field of the struct spec points to, as envconfig.Process
+// does, but goes on past a value that does not parse: it returns every such error, each naming
+// its variable, and the variables concerned. (envconfig stops at the first.) Each field is read
+// on its own, as the one field of a struct made for it with the same tags.
+func process(spec any) (failed []string, err error) {
+	v := reflect.ValueOf(spec).Elem()
+	var errs []error
+	for i := range v.NumField() {
+		f := v.Type().Field(i)
+		if f.Anonymous {
+			more, err := process(v.Field(i).Addr().Interface())
+			failed, errs = append(failed, more...), append(errs, err)
+			continue
+		}
+		one := reflect.New(reflect.StructOf([]reflect.StructField{{Name: f.Name, Type: f.Type, Tag: f.Tag}}))
+		err := envconfig.Process("", one.Interface())
+		var pe *envconfig.ParseError
+		switch {
+		case errors.As(err, &pe):
+			failed = append(failed, pe.KeyName)
+			errs = append(errs, fmt.Errorf("%s: %q is not %s", pe.KeyName, pe.Value, kindOf(f.Type)))
+		case err != nil:
+			errs = append(errs, err)
+		default:
+			v.Field(i).Set(one.Elem().Field(0))
+		}
+	}
+	return failed, errors.Join(errs...)
+}
+
+// kindOf says what a value of a configuration field's type looks like, for an error message.
+func kindOf(t reflect.Type) string {
+	switch {
+	case t == reflect.TypeFor[time.Duration]():
+		return "a duration such as 30s, 500ms or 5m"
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Int64:
+		return "a whole number"
+	}
+	return "a " + t.String()
+}
+
+// withoutVariables drops from err (a join of "VARIABLE: problem" errors) those about the
+// variables given: a value that did not parse is reported once, not again as its zero value.
+func withoutVariables(err error, names []string) error {
+	var keep []error
+	var walk func(error)
+	walk = func(err error) {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		if name, _, _ := strings.Cut(err.Error(), ":"); !slices.Contains(names, name) {
+			keep = append(keep, err)
+		}
+	}
+	if err != nil {
+		walk(err)
+	}
+	return errors.Join(keep...)
+}
+
+// Validate checks the values and reads the secret files; it returns every problem at once.
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(name, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
 	}
-	switch {
-	case c.APIToken != "" && c.APITokenFile != "":
-		bad("FRONTPAY_API_TOKEN_FILE", "set only one of FRONTPAY_API_TOKEN and FRONTPAY_API_TOKEN_FILE")
-	case c.APITokenFile != "":
-		b, err := os.ReadFile(c.APITokenFile)
-		if err != nil {
-			bad("FRONTPAY_API_TOKEN_FILE", "cannot read the token file: %v", err)
-		} else if c.APIToken = Secret(strings.TrimSpace(string(b))); c.APIToken == "" {
-			bad("FRONTPAY_API_TOKEN_FILE", "the token file is empty")
-		}
-	case c.APIToken == "":
+	if c.APIToken == "" && c.APITokenFile == "" {
 		bad("FRONTPAY_API_TOKEN", "required (or FRONTPAY_API_TOKEN_FILE)")
+	}
+	if err := readSecretFile(&c.APIToken, c.APITokenFile, "FRONTPAY_API_TOKEN"); err != nil {
+		errs = append(errs, err)
+	}
+	if err := readSecretFile(&c.CallbackSecret, c.CallbackSecretFile, "FRONTPAY_CALLBACK_SECRET"); err != nil {
+		errs = append(errs, err)
 	}
 	if !strings.HasPrefix(c.APIURL, "http://") && !strings.HasPrefix(c.APIURL, "https://") {
 		bad("FRONTPAY_API_URL", "must be an http(s) URL, got %q", c.APIURL)
@@ -154,13 +215,34 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// readSecretFile reads the secret of variable name from file, where file is set: name and
+// name_FILE are a pair of which only one may be set. The file's content, less surrounding white
+// space, is the secret; an empty one is an error.
+func readSecretFile(secret *Secret, file, name string) error {
+	if file == "" {
+		return nil
+	}
+	if *secret != "" {
+		return fmt.Errorf("%s_FILE: set only one of %s and %s_FILE", name, name, name)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("%s_FILE: cannot read the file: %w", name, err)
+	}
+	if *secret = Secret(strings.TrimSpace(string(b))); *secret == "" {
+		return fmt.Errorf("%s_FILE: the file %s is empty", name, file)
+	}
+	return nil
+}
+
 // LoadNATSConfig reads what the operators' tools need of the environment.
 func LoadNATSConfig() (*NATSConfig, error) {
 	var c NATSConfig
-	if err := envconfig.Process("", &c); err != nil {
-		return nil, fmt.Errorf("configuration: %w", err)
+	failed, err := process(&c)
+	if err := errors.Join(err, withoutVariables(c.Validate(), failed)); err != nil {
+		return nil, err
 	}
-	return &c, c.Validate()
+	return &c, nil
 }
 
 // Validate checks the NATS variables and the subject prefix.

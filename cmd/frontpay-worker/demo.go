@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,17 +15,23 @@ import (
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
 	"github.com/nordpay/frontpay-worker/schemas"
+	"github.com/spf13/cobra"
 )
 
-// runDemo drives one reservation through the worker and the sandbox, all in this process:
-// submit, the customer pays, details, a partial capture, a partial refund of it, complete.
-func runDemo(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	verbose := fs.Bool("v", false, "show the worker's log")
-	if err := fs.Parse(args); err != nil {
-		return errors.Join(err, errUsage)
+func newDemoCommand() *cobra.Command {
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Drive one reservation end to end through the sandbox and print the events",
+		Long: `Run a worker, an embedded NATS server and a sandbox in this process, all on free ports, and drive
+one reservation through them: submit, the customer pays, details, a partial capture, a partial
+refund of it, complete. Every command and result event is printed, and the status events the
+sandbox's callbacks lead to.`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return demo(cmd.Context(), cmd.OutOrStdout(), verbose) },
 	}
-	return demo(ctx, os.Stdout, *verbose)
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "show the worker's log")
+	return cmd
 }
 
 // demo runs the demo, printing to out.

@@ -1,92 +1,107 @@
 // Command frontpay-worker consumes Front Payment commands from NATS JetStream, calls the Front
 // Payment Connect API exactly once per idempotency key and publishes result events.
 //
-//	frontpay-worker [run]   the worker, configured by the environment (see the README)
-//	frontpay-worker dev     the worker on an embedded NATS server against an in-process sandbox
-//	frontpay-worker sandbox a Front Payment sandbox (fake API) over HTTP
-//	frontpay-worker demo    one reservation driven end to end, printing the events it sees
-//	frontpay-worker publish wraps a payload in a command event, publishes it, prints the result
-//	frontpay-worker replay  re-publishes failed commands from their failure events
-//	frontpay-worker lag     each consumer's backlog; fails when a threshold is crossed
+//	frontpay-worker [run]      the worker, configured by the environment (see the README)
+//	frontpay-worker dev        the worker on an embedded NATS server against an in-process sandbox
+//	frontpay-worker sandbox    a Front Payment sandbox (fake API) over HTTP
+//	frontpay-worker demo       one reservation driven end to end, printing the events it sees
+//	frontpay-worker publish    wraps a payload in a command event, publishes it, prints the result
+//	frontpay-worker replay     re-publishes failed commands from their failure events
+//	frontpay-worker lag        each consumer's backlog; fails when a threshold is crossed
+//	frontpay-worker version    the build: version, commit, Go version
+//	frontpay-worker completion a shell completion script
+//
+// `frontpay-worker <command> --help` tells each command's flags; the exit codes are in cli.go.
 package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
 )
-
-const usage = `usage: frontpay-worker [command] [flags]
-
-commands:
-  run       run the worker (the default), configured by the environment
-  dev       run the worker on an embedded NATS server against an in-process sandbox
-  sandbox   serve the Front Payment sandbox over HTTP
-  demo      drive one reservation end to end through the sandbox and print the events
-  publish   publish <operation> <file.json|->: wrap a payload in a command event, print the result
-  replay    re-publish failed commands from their failure events (replay -h for the filters)
-  lag       each consumer's pending, ack-pending, redelivered, waiting and oldest command
-            (--json; --max-pending, --max-ack-pending, --max-age exit 1 when crossed)
-
-The tools (publish, replay, lag) reach NATS through NATS_URL (default nats://127.0.0.1:4222, the
-embedded server of a local worker), NATS_CREDS/NATS_NKEY/NATS_TLS_* and FRONTPAY_SUBJECT_PREFIX.
-`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "frontpay-worker:", err)
-		os.Exit(1)
-	}
+	code := execute(ctx, newRoot(settings{interactive: isTerminal(os.Stdin), progressEvery: time.Second}), os.Args[1:])
+	stop()
+	os.Exit(code)
 }
 
-// errUsage asks for the usage text.
-var errUsage = errors.New("see usage")
+// toolsEnv is the part of every tool's help that says how it finds NATS.
+const toolsEnv = `The tools (publish, replay, lag) reach NATS through NATS_URL (default ` + defaultNATSURL + `, the
+embedded server of a local worker), NATS_CREDS/NATS_NKEY/NATS_TLS_* and FRONTPAY_SUBJECT_PREFIX.
+They give up at once, with exit code 3, when NATS or its JetStream does not answer.`
 
-func run(ctx context.Context, args []string) error {
-	cmd := "run"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
-	}
-	var err error
-	switch cmd {
-	case "run":
-		err = runWorker(ctx)
-	case "dev":
-		err = runDev(ctx, args)
-	case "sandbox":
-		err = runSandbox(ctx, args)
-	case "demo":
-		err = runDemo(ctx, args)
-	case "publish":
-		err = runPublish(ctx, args, os.Stdin, os.Stdout)
-	case "replay":
-		err = runReplay(ctx, args, os.Stdout)
-	case "lag":
-		err = runLag(ctx, args, os.Stdout)
-	case "help", "-h", "--help":
-		fmt.Print(usage)
-		return nil
-	default:
-		err = fmt.Errorf("unknown command %q: %w", cmd, errUsage)
-	}
-	if errors.Is(err, errUsage) {
-		fmt.Fprint(os.Stderr, usage)
-	}
-	return err
+// settings are what the commands take from the process rather than from the command line.
+type settings struct {
+	interactive   bool          // standard input is a terminal: replay asks before it publishes
+	progressEvery time.Duration // how often replay reports its progress while it reads the results
 }
 
-// runWorker runs the worker until ctx ends.
-func runWorker(ctx context.Context) error {
+// newRoot builds the command line.
+func newRoot(set settings) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "frontpay-worker",
+		Short: "Front Payment commands from NATS JetStream to the Connect API, at most once per key",
+		Long: `frontpay-worker consumes Front Payment commands (CloudEvents) from NATS JetStream, calls the
+Front Payment Connect API at most once per idempotency key and publishes one result event per
+command. Without a command it runs the worker, as "run" does.
+
+` + toolsEnv + `
+
+Exit codes:
+` + exitCodesHelp,
+		Args:              noArgs,
+		RunE:              func(cmd *cobra.Command, _ []string) error { return runWorker(cmd.Context(), cmd.ErrOrStderr()) },
+		Version:           versionLine(),
+		SilenceErrors:     true,
+		SilenceUsage:      true,
+		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+	}
+	root.SuggestionsMinimumDistance = 2
+	root.SetVersionTemplate("{{.Version}}\n")
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err) })
+	root.SetHelpCommand(newHelpCommand())
+	root.AddCommand(
+		&cobra.Command{
+			Use:   "run",
+			Short: "Run the worker (the default), configured by the environment",
+			Long: `Run the worker until SIGINT or SIGTERM, configured by the environment (README, "Configuration").
+With NATS_URL empty it starts an embedded NATS server with its store under FRONTPAY_DATA_DIR:
+for development only.`,
+			Args: noArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error { return runWorker(cmd.Context(), cmd.ErrOrStderr()) },
+		},
+		newDevCommand(),
+		newSandboxCommand(),
+		newDemoCommand(),
+		newPublishCommand(),
+		newReplayCommand(set),
+		newLagCommand(),
+		newVersionCommand(),
+		newCompletionCommand(),
+	)
+	return root
+}
+
+// runWorker runs the worker until ctx ends, logging to w.
+func runWorker(ctx context.Context, w io.Writer) error {
 	cfg, err := LoadConfig()
 	if err != nil {
-		return err
+		return usageError(err)
 	}
-	m := NewMain(cfg, newLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel))
+	log := newLogger(w, cfg.LogFormat, cfg.LogLevel)
+	if cfg.NATSURL == "" {
+		log.Warn("NATS_URL is empty: running an embedded NATS server, which is for development only; "+
+			"its streams and idempotency records live in FRONTPAY_DATA_DIR, and a pod whose disk is ephemeral loses them "+
+			"(and with them the once-per-key guarantee) when it restarts", "dir", cfg.DataDir)
+	}
+	m := NewMain(cfg, log)
 	if err := m.Run(ctx); err != nil {
 		_ = m.Close()
 		return err

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -12,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+	"github.com/spf13/cobra"
 )
 
 // sandboxToken is the bearer token of a local sandbox unless one is given.
@@ -48,29 +47,50 @@ func (s *sandboxServer) Close() {
 	s.Sandbox.Close()
 }
 
-// runSandbox serves the sandbox until ctx ends.
-func runSandbox(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("sandbox", flag.ContinueOnError)
-	addr := fs.String("addr", "127.0.0.1:8099", "address to listen on")
-	token := fs.String("token", envOr("FRONTPAY_API_TOKEN", sandboxToken), "bearer token the sandbox accepts")
-	rate := fs.Int("rate", sandbox.DefaultRateLimit, "requests a minute per token; -1 turns the limit off")
-	seed := fs.Int64("seed", time.Now().UnixNano(), "seed of fault draws and identifiers")
-	secret := fs.String("callback-secret", os.Getenv("FRONTPAY_CALLBACK_SECRET"), "key of the callbacks' checksum")
-	if err := fs.Parse(args); err != nil {
-		return errors.Join(err, errUsage)
+func newSandboxCommand() *cobra.Command {
+	var (
+		addr, token, secret string
+		rate                int
+		seed                int64
+	)
+	cmd := &cobra.Command{
+		Use:   "sandbox",
+		Short: "Serve the Front Payment sandbox (a fake of the Connect API) over HTTP",
+		Long: `Serve the Front Payment sandbox over HTTP until SIGINT or SIGTERM: the twelve endpoints of the
+Connect API, and test controls under /sandbox/ and /checkout/ (README, "The sandbox").`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Defaults from the environment are taken here, so that help never shows a secret.
+			if token == "" {
+				token = envOr("FRONTPAY_API_TOKEN", sandboxToken)
+			}
+			if secret == "" {
+				secret = os.Getenv("FRONTPAY_CALLBACK_SECRET")
+			}
+			if !cmd.Flags().Changed("seed") {
+				seed = time.Now().UnixNano()
+			}
+			log := newLogger(cmd.ErrOrStderr(), envOr("FRONTPAY_LOG_FORMAT", "text"), envOr("FRONTPAY_LOG_LEVEL", "info"))
+			s, err := startSandbox(addr, sandbox.Options{
+				Token: token, RateLimit: rate, Seed: seed, CallbackSecret: secret, Logger: log,
+			})
+			if err != nil {
+				return err
+			}
+			log.Info("sandbox serving", "url", s.URL, "rate", rate,
+				"controls", s.URL+"/sandbox/ledger, PUT /sandbox/faults/{operation}, POST /sandbox/reservations/{uuid}/pay")
+			<-cmd.Context().Done()
+			s.Close()
+			return nil
+		},
 	}
-	log := newLogger(os.Stderr, envOr("FRONTPAY_LOG_FORMAT", "text"), envOr("FRONTPAY_LOG_LEVEL", "info"))
-	s, err := startSandbox(*addr, sandbox.Options{
-		Token: *token, RateLimit: *rate, Seed: *seed, CallbackSecret: *secret, Logger: log,
-	})
-	if err != nil {
-		return err
-	}
-	log.Info("sandbox serving", "url", s.URL, "rate", *rate,
-		"controls", s.URL+"/sandbox/ledger, PUT /sandbox/faults/{operation}, POST /sandbox/reservations/{uuid}/pay")
-	<-ctx.Done()
-	s.Close()
-	return nil
+	f := cmd.Flags()
+	f.StringVar(&addr, "addr", "127.0.0.1:8099", "address to listen on")
+	f.StringVar(&token, "token", "", "bearer token the sandbox accepts (default: FRONTPAY_API_TOKEN, else "+sandboxToken+")")
+	f.IntVar(&rate, "rate", sandbox.DefaultRateLimit, "requests a minute per token; -1 turns the limit off")
+	f.Int64Var(&seed, "seed", 0, "seed of fault draws and identifiers (default: the time)")
+	f.StringVar(&secret, "callback-secret", "", "key of the callbacks' checksum (default: FRONTPAY_CALLBACK_SECRET)")
+	return cmd
 }
 
 func envOr(name, def string) string {

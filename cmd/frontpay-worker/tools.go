@@ -1,15 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	neturl "net/url"
 	"os"
 	"slices"
 	"strings"
@@ -20,11 +21,15 @@ import (
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/schemas"
+	"github.com/spf13/cobra"
 )
 
 // defaultNATSURL is where the tools look when NATS_URL is empty: the embedded server of a local
 // worker.
 const defaultNATSURL = "nats://127.0.0.1:4222"
+
+// toolTimeout bounds how long a tool waits for NATS, and for its JetStream, to answer at start.
+const toolTimeout = 5 * time.Second
 
 // tool is a connection of an operator's command to the worker's NATS.
 type tool struct {
@@ -34,33 +39,92 @@ type tool struct {
 	topo consumer.Topology
 }
 
-func openTool() (*tool, error) {
+// openTool connects an operator's tool to NATS. Unlike the worker, which retries for ever, a tool
+// gives up at once when NATS or its JetStream does not answer (exit code 3).
+func openTool(ctx context.Context) (*tool, error) {
 	cfg, err := LoadNATSConfig()
 	if err != nil {
-		return nil, err
+		return nil, usageError(err)
 	}
 	url := cfg.NATSURL
 	if url == "" {
 		url = defaultNATSURL
 	}
-	nc, js, err := connect(cfg, url, discardLogger())
+	nc, js, err := connect(cfg, url, discardLogger(), nats.RetryOnFailedConnect(false), nats.Timeout(toolTimeout))
 	if err != nil {
-		return nil, err
+		return nil, unreachable(fmt.Errorf("NATS at %s: %w (is it running? NATS_URL names the servers)", redactURLs(url), err))
+	}
+	ctx, cancel := context.WithTimeout(ctx, toolTimeout)
+	defer cancel()
+	if _, err := js.AccountInfo(ctx); err != nil {
+		nc.Close()
+		return nil, unreachable(fmt.Errorf("NATS at %s answers, but its JetStream does not: %w", nc.ConnectedUrlRedacted(), err))
 	}
 	return &tool{cfg: cfg, nc: nc, js: js, topo: consumer.Topology{Prefix: cfg.SubjectPrefix}}, nil
 }
 
 func (t *tool) close() { t.nc.Close() }
 
+// natsFailure gives err the exit code of an unreachable NATS where it says that NATS went away
+// or did not answer.
+func natsFailure(err error) error {
+	for _, e := range []error{nats.ErrConnectionClosed, nats.ErrNoServers, nats.ErrTimeout, nats.ErrNoResponders,
+		nats.ErrDisconnected, jetstream.ErrNoStreamResponse, jetstream.ErrJetStreamNotEnabled, context.DeadlineExceeded} {
+		if errors.Is(err, e) {
+			return unreachable(err)
+		}
+	}
+	if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("%w (has a worker started against this NATS, with this FRONTPAY_SUBJECT_PREFIX?)", err)
+	}
+	return err
+}
+
+// redactURLs hides the passwords of a comma-separated list of NATS URLs.
+func redactURLs(urls string) string {
+	var out []string
+	for _, s := range strings.Split(urls, ",") {
+		s = strings.TrimSpace(s)
+		if u, err := neturl.Parse(s); err == nil {
+			s = u.Redacted()
+		}
+		out = append(out, s)
+	}
+	return strings.Join(out, ",")
+}
+
+// operationNames lists the operations, for help texts and completion.
+func operationNames() []string {
+	names := make([]string, 0, 12)
+	for _, o := range frontpay.Operations() {
+		names = append(names, string(o))
+	}
+	return names
+}
+
+// wrap breaks text into lines of at most width characters, at spaces.
+func wrap(text string, width int) string {
+	var b strings.Builder
+	n := 0
+	for i, word := range strings.Fields(text) {
+		if i > 0 && n+1+len(word) > width {
+			b.WriteByte('\n')
+			n = 0
+		} else if i > 0 {
+			b.WriteByte(' ')
+			n++
+		}
+		b.WriteString(word)
+		n += len(word)
+	}
+	return b.String()
+}
+
 // parseOp checks an operation name given on the command line.
 func parseOp(s string) (frontpay.Operation, error) {
 	op := frontpay.Operation(s)
 	if !op.Valid() {
-		names := make([]string, 0, 12)
-		for _, o := range frontpay.Operations() {
-			names = append(names, string(o))
-		}
-		return "", fmt.Errorf("unknown operation %q; one of %s", s, strings.Join(names, ", "))
+		return "", usagef("unknown operation %q; one of %s", s, strings.Join(operationNames(), ", "))
 	}
 	return op, nil
 }
@@ -80,46 +144,87 @@ func parseWhen(s string, now time.Time) (time.Time, error) {
 	return t, nil
 }
 
+// completeOperations completes the operation names.
+func completeOperations(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	return operationNames(), cobra.ShellCompDirectiveNoFileComp
+}
+
+// publishOptions are the flags of publish.
+type publishOptions struct {
+	key, correlation, source string
+	wait                     time.Duration
+}
+
+func newPublishCommand() *cobra.Command {
+	var o publishOptions
+	cmd := &cobra.Command{
+		Use:   "publish <operation> <file.json|->",
+		Short: "Wrap a payload in a command event, publish it and print its result event",
+		Long: `Wrap a JSON payload (the command's data, from a file or - for standard input) in a command event
+of the operation, check it as the worker would, publish it and print the result event.
+
+The operations:
+` + wrap(strings.Join(operationNames(), ", "), 96) + `.
+
+Exit code 0 when the command succeeded, 1 when it failed (the failure event is printed), 2 when
+the payload is not a valid command (nothing is published), 3 when NATS is unreachable, 4 when no
+result came within --wait.
+
+` + toolsEnv,
+		Example: `  echo '{"reservationUuid":"` + devReservation + `"}' | frontpay-worker publish reservation.details -
+  frontpay-worker publish reservation.capture capture.json --key order-1234-capture-1 --wait 1m`,
+		Args:              exactArgs(2, "an operation and a file (- for standard input)"),
+		ValidArgsFunction: completePublishArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runPublish(cmd.Context(), o, args[0], args[1], cmd.InOrStdin(), cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.key, "key", "", "idempotency key (default: the event id, new for every publish)")
+	f.StringVar(&o.correlation, "correlation", "", "correlation id, carried to the result")
+	f.StringVar(&o.source, "source", "frontpay-worker/publish", "source of the command event")
+	f.DurationVar(&o.wait, "wait", 30*time.Second, "how long to wait for the result; 0: do not wait")
+	return cmd
+}
+
+// completePublishArgs completes an operation, then a file.
+func completePublishArgs(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	if len(args) == 0 {
+		return completeOperations(cmd, args, toComplete)
+	}
+	if len(args) == 1 {
+		return []cobra.Completion{"json"}, cobra.ShellCompDirectiveFilterFileExt
+	}
+	return nil, cobra.ShellCompDirectiveNoFileComp
+}
+
 // runPublish wraps a payload in a command event, publishes it and prints the result event.
-func runPublish(ctx context.Context, args []string, stdin io.Reader, out io.Writer) error {
-	fs := flag.NewFlagSet("publish", flag.ContinueOnError)
-	key := fs.String("key", "", "idempotency key (default: the event id)")
-	corr := fs.String("correlation", "", "correlation id")
-	source := fs.String("source", "frontpay-worker/publish", "source of the command event")
-	wait := fs.Duration("wait", 30*time.Second, "how long to wait for the result; 0: do not wait")
-	fs.Usage = func() { fmt.Fprintln(fs.Output(), "usage: frontpay-worker publish [flags] <operation> <file.json|->") }
-	if err := fs.Parse(args); err != nil {
-		return errors.Join(err, errUsage)
-	}
-	if fs.NArg() != 2 {
-		fs.Usage()
-		return errors.Join(errors.New("publish takes an operation and a file"), errUsage)
-	}
-	op, err := parseOp(fs.Arg(0))
+func runPublish(ctx context.Context, o publishOptions, opName, file string, stdin io.Reader, out io.Writer) error {
+	op, err := parseOp(opName)
 	if err != nil {
 		return err
 	}
 	var raw []byte
-	if fs.Arg(1) == "-" {
+	if file == "-" {
 		raw, err = io.ReadAll(io.LimitReader(stdin, schemas.MaxCommandBytes+1))
 	} else {
-		raw, err = os.ReadFile(fs.Arg(1))
+		raw, err = os.ReadFile(file)
 	}
 	if err != nil {
-		return fmt.Errorf("read payload: %w", err)
+		return usagef("read payload: %w", err)
 	}
 	if !json.Valid(raw) {
-		return errors.New("the payload is not JSON")
+		return usagef("the payload is not JSON")
 	}
-	ev, cmd, err := newCommand(op, *source, *key, *corr, json.RawMessage(raw))
+	ev, cmd, err := newCommand(op, o.source, o.key, o.correlation, json.RawMessage(raw))
 	if err != nil {
 		return err
 	}
 	// The worker would refuse it: say why now, and publish nothing.
 	if _, err := schemas.ParseCommand(op, cmd, time.Now()); err != nil {
-		return fmt.Errorf("not a valid %s command: %w", op, err)
+		return usagef("not a valid %s command: %w", op, err)
 	}
-	t, err := openTool()
+	t, err := openTool(ctx)
 	if err != nil {
 		return err
 	}
@@ -128,7 +233,7 @@ func runPublish(ctx context.Context, args []string, stdin io.Reader, out io.Writ
 	for _, ok := range []bool{true, false} {
 		sub, err := t.nc.ChanSubscribe(schemas.ResultSubject(t.cfg.SubjectPrefix, op, ok), results)
 		if err != nil {
-			return err
+			return natsFailure(err)
 		}
 		defer func() { _ = sub.Unsubscribe() }()
 	}
@@ -136,17 +241,17 @@ func runPublish(ctx context.Context, args []string, stdin io.Reader, out io.Writ
 	m.Data = cmd
 	m.Header.Set(jetstream.MsgIDHeader, ev.ID)
 	if _, err := t.js.PublishMsg(ctx, m); err != nil {
-		return fmt.Errorf("publish: %w", err)
+		return natsFailure(fmt.Errorf("publish: %w", err))
 	}
 	k := ev.IdempotencyKey
 	if k == "" {
 		k = ev.ID
 	}
 	fmt.Fprintf(out, "published %s id=%s idempotencykey=%s\n", m.Subject, ev.ID, k)
-	if *wait == 0 {
+	if o.wait == 0 {
 		return nil
 	}
-	timeout := time.After(*wait)
+	timeout := time.After(o.wait)
 	for {
 		select {
 		case msg := <-results:
@@ -156,11 +261,13 @@ func runPublish(ctx context.Context, args []string, stdin io.Reader, out io.Writ
 			}
 			fmt.Fprintf(out, "%s\n", msg.Data)
 			if strings.HasSuffix(res.Type, ".failed") {
-				return fmt.Errorf("%s failed", op)
+				var f schemas.Failure
+				_ = json.Unmarshal(res.Data, &f)
+				return checkFailed(fmt.Errorf("%s failed: %s", op, f.Reason))
 			}
 			return nil
 		case <-timeout:
-			return fmt.Errorf("no result within %s (is a worker running?)", *wait)
+			return fmt.Errorf("no result within %s (is a worker running?)", o.wait)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -174,83 +281,245 @@ type failure struct {
 	at    time.Time
 }
 
+// replayOptions are the flags of replay.
+type replayOptions struct {
+	operation, since, until, reason, key, eventID string
+	limit                                         int
+	dryRun, yes                                   bool
+}
+
+func newReplayCommand(set settings) *cobra.Command {
+	var o replayOptions
+	cmd := &cobra.Command{
+		Use:   "replay",
+		Short: "Re-publish failed commands from their failure events",
+		Long: `Re-publish failed commands from their failure events in the results stream, with the same
+idempotency key and the extension replayof naming the failure. Only the latest failure of each
+key is replayed, and keys that have succeeded since are skipped.
+
+outcome_unknown failures are left out unless --reason outcome_unknown names them: the effect may
+have happened, so check the reservation first (the worker then reads it back before any call).
+
+Before publishing, replay lists what it would replay and asks on the terminal. Where standard
+input is not a terminal (a script, kubectl exec without -t), it publishes only with --yes and
+otherwise refuses (exit code 2) without reading the stream; --dry-run needs no confirmation.
+While it reads a long results stream it reports its progress on standard error; at the end it
+prints a summary: events scanned, failures matched, replayed, and what was skipped and why.
+
+` + toolsEnv,
+		Example: `  frontpay-worker replay --operation reservation.refund --since 24h --reason upstream_unavailable --dry-run
+  frontpay-worker replay --operation reservation.refund --since 24h --reason upstream_unavailable
+  frontpay-worker replay --reason upstream_unavailable --since 2h --limit 100 --yes`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runReplay(cmd.Context(), o, set, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.operation, "operation", "", "only this operation, e.g. reservation.refund")
+	f.StringVar(&o.since, "since", "24h", "failures from this time on: a duration before now (24h) or RFC 3339")
+	f.StringVar(&o.until, "until", "", "failures up to this time: a duration before now or RFC 3339 (default now)")
+	f.StringVar(&o.reason, "reason", "", "only failures with this reason, e.g. upstream_unavailable (outcome_unknown only when named)")
+	f.StringVar(&o.key, "key", "", "only the command with this idempotency key")
+	f.StringVar(&o.eventID, "event-id", "", "only the failure event with this id")
+	f.IntVar(&o.limit, "limit", 0, "replay at most this many commands, the oldest failures first (0: no limit)")
+	f.BoolVar(&o.dryRun, "dry-run", false, "list what would be replayed, publish nothing")
+	f.BoolVarP(&o.yes, "yes", "y", false, "publish without asking")
+	_ = cmd.RegisterFlagCompletionFunc("operation", completeOperations)
+	_ = cmd.RegisterFlagCompletionFunc("reason", func(*cobra.Command, []string, string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		var reasons []cobra.Completion
+		for _, r := range schemas.Reasons() {
+			reasons = append(reasons, string(r))
+		}
+		return reasons, cobra.ShellCompDirectiveNoFileComp
+	})
+	return cmd
+}
+
+// replaySummary counts what a replay saw and did.
+type replaySummary struct {
+	scanned   int // result events read
+	failed    int // keys whose latest outcome in the window is a failure
+	matched   int // of those, the failures the filters select
+	replayed  int // published again (or, in a dry run, that would be)
+	succeeded int // selected, but the key has succeeded since
+	unknown   int // selected, but outcome_unknown, which --reason did not name
+	noCommand int // selected, but the failure carries no command (too large, or not JSON)
+	overLimit int // selected, but beyond --limit
+}
+
 // runReplay re-publishes failed commands from their failure events.
-func runReplay(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	opName := fs.String("operation", "", "only this operation, e.g. reservation.refund")
-	since := fs.String("since", "24h", "failures from this time on: a duration before now (24h) or RFC 3339")
-	until := fs.String("until", "", "failures up to this time: a duration before now or RFC 3339 (default now)")
-	reason := fs.String("reason", "", "only failures with this reason, e.g. upstream_unavailable")
-	key := fs.String("key", "", "only the command with this idempotency key")
-	eventID := fs.String("event-id", "", "only the failure event with this id")
-	dry := fs.Bool("dry-run", false, "list what would be replayed, publish nothing")
-	if err := fs.Parse(args); err != nil {
-		return errors.Join(err, errUsage)
-	}
+func runReplay(ctx context.Context, o replayOptions, set settings, stdin io.Reader, out, errOut io.Writer) error {
 	now := time.Now()
-	from, err := parseWhen(*since, now)
+	from, err := parseWhen(o.since, now)
 	if err != nil {
-		return fmt.Errorf("--since: %w", err)
+		return usagef("--since: %w", err)
 	}
-	to, err := parseWhen(*until, now)
+	to, err := parseWhen(o.until, now)
 	if err != nil {
-		return fmt.Errorf("--until: %w", err)
+		return usagef("--until: %w", err)
 	}
 	if to.IsZero() {
 		to = now
 	}
 	ops := frontpay.Operations()
-	if *opName != "" {
-		op, err := parseOp(*opName)
+	if o.operation != "" {
+		op, err := parseOp(o.operation)
 		if err != nil {
 			return err
 		}
 		ops = []frontpay.Operation{op}
 	}
-	if *reason != "" && !slices.Contains(schemas.Reasons(), schemas.Reason(*reason)) {
-		return fmt.Errorf("--reason: unknown reason %q", *reason)
+	if o.reason != "" && !slices.Contains(schemas.Reasons(), schemas.Reason(o.reason)) {
+		return usagef("--reason: unknown reason %q", o.reason)
 	}
-	t, err := openTool()
+	if o.limit < 0 {
+		return usagef("--limit: must be 0 (no limit) or more, got %d", o.limit)
+	}
+	if !o.dryRun && !o.yes && !set.interactive {
+		return usagef("replay publishes commands again: confirm with --yes (standard input is not a terminal to ask on), or list them with --dry-run")
+	}
+	t, err := openTool(ctx)
 	if err != nil {
 		return err
 	}
 	defer t.close()
 
-	failures, err := t.failures(ctx, ops, from, to)
+	// The first report comes progressEvery into the scan: a short scan reports nothing.
+	lastReport := time.Now()
+	progress := func(scanned, total int) {
+		if time.Since(lastReport) < set.progressEvery {
+			return
+		}
+		lastReport = time.Now()
+		fmt.Fprintf(errOut, "replay: scanned %d of about %d result events\n", scanned, total)
+	}
+	scan, err := t.failures(ctx, ops, from, to, progress)
 	if err != nil {
-		return err
+		return natsFailure(err)
+	}
+	sum := replaySummary{scanned: scan.scanned, failed: len(scan.failures)}
+	selected := func(f failure) bool {
+		return (o.reason == "" || string(f.data.Reason) == o.reason) && (o.key == "" || f.event.IdempotencyKey == o.key) &&
+			(o.eventID == "" || f.event.ID == o.eventID)
+	}
+	for _, f := range scan.superseded {
+		if selected(f) {
+			sum.succeeded++
+		}
 	}
 	var picked []failure
-	for _, f := range failures {
-		if (*reason == "" || string(f.data.Reason) == *reason) && (*key == "" || f.event.IdempotencyKey == *key) &&
-			(*eventID == "" || f.event.ID == *eventID) {
+	for _, f := range scan.failures {
+		if !selected(f) {
+			continue
+		}
+		sum.matched++
+		switch {
+		case f.data.Reason == schemas.OutcomeUnknown && o.reason != string(schemas.OutcomeUnknown):
+			sum.unknown++
+		case !isObject(f.data.Command):
+			sum.noCommand++
+		case o.limit > 0 && len(picked) == o.limit:
+			sum.overLimit++
+		default:
 			picked = append(picked, f)
 		}
 	}
-	verb := "replayed"
-	if *dry {
-		verb = "would replay"
-	}
-	for _, f := range picked {
-		op := strings.TrimSuffix(f.event.Type, ".failed")
-		var id string
-		if !*dry {
-			if id, err = t.replay(ctx, frontpay.Operation(op), f); err != nil {
-				return err
-			}
-		}
-		fmt.Fprintf(out, "%s %s key=%s failure=%s reason=%s failed_at=%s command=%s\n", verb, op,
+	line := func(verb string, f failure, id string) {
+		fmt.Fprintf(out, "%s %s key=%s failure=%s reason=%s failed_at=%s command=%s\n", verb, strings.TrimSuffix(f.event.Type, ".failed"),
 			f.event.IdempotencyKey, f.event.ID, f.data.Reason, f.at.UTC().Format(time.RFC3339), id)
 	}
-	fmt.Fprintf(out, "%d failure(s) between %s and %s, %d %s\n", len(failures),
-		from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339), len(picked), verb)
+	confirmed := o.yes
+	if !o.dryRun && !o.yes && len(picked) > 0 {
+		for _, f := range picked {
+			line("would replay", f, "")
+		}
+		if confirmed, err = confirm(stdin, errOut, fmt.Sprintf("Replay these %d command(s)?", len(picked))); err != nil {
+			return err
+		}
+	}
+	switch {
+	case o.dryRun:
+		for _, f := range picked {
+			line("would replay", f, "")
+		}
+		sum.replayed = len(picked)
+	case confirmed:
+		for _, f := range picked {
+			id, err := t.replay(ctx, frontpay.Operation(strings.TrimSuffix(f.event.Type, ".failed")), f)
+			if err != nil {
+				sum.print(out, o, from, to)
+				return natsFailure(err)
+			}
+			line("replayed", f, id)
+			sum.replayed++
+		}
+	case len(picked) > 0:
+		fmt.Fprintln(out, "not confirmed: nothing replayed")
+	}
+	sum.print(out, o, from, to)
 	return nil
+}
+
+// print writes the summary.
+func (s replaySummary) print(w io.Writer, o replayOptions, from, to time.Time) {
+	verb := "replayed"
+	if o.dryRun {
+		verb = "would replay"
+	}
+	fmt.Fprintf(w, "scanned %d result event(s) from %s to %s: %d key(s) failed, %d selected, %d %s\n", s.scanned,
+		from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339), s.failed, s.matched, s.replayed, verb)
+	var skipped []string
+	for _, c := range []struct {
+		n   int
+		why string
+	}{
+		{s.succeeded, "succeeded since"},
+		{s.unknown, "outcome_unknown (name it with --reason outcome_unknown, after checking the reservation)"},
+		{s.noCommand, "no command in the failure event to replay"},
+		{s.overLimit, fmt.Sprintf("over --limit %d", o.limit)},
+	} {
+		if c.n > 0 {
+			skipped = append(skipped, fmt.Sprintf("%d %s", c.n, c.why))
+		}
+	}
+	if len(skipped) > 0 {
+		fmt.Fprintf(w, "skipped: %s\n", strings.Join(skipped, "; "))
+	}
+}
+
+// confirm asks question on w and reads the answer from r: yes only for "y" or "yes".
+func confirm(r io.Reader, w io.Writer, question string) (bool, error) {
+	fmt.Fprintf(w, "%s [y/N] ", question)
+	answer, err := bufio.NewReader(r).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	switch strings.ToLower(strings.TrimSpace(answer)) {
+	case "y", "yes":
+		return true, nil
+	}
+	return false, nil
+}
+
+// isObject reports whether raw is a JSON object.
+func isObject(raw json.RawMessage) bool {
+	var m map[string]json.RawMessage
+	return json.Unmarshal(raw, &m) == nil && m != nil
+}
+
+// scan is what failures found in the results stream.
+type scan struct {
+	scanned    int       // result events read
+	failures   []failure // the failures that are the latest outcome of their key, in the order the keys first appear
+	superseded []failure // the last failure of each key that has succeeded since
 }
 
 // failures reads the result events of ops stored between from and to and returns the failures
 // that are the latest outcome of their key: a key that failed and then succeeded (a replay that
-// worked) is not listed.
-func (t *tool) failures(ctx context.Context, ops []frontpay.Operation, from, to time.Time) ([]failure, error) {
+// worked) is not listed among them, but its last failure is among the superseded. It calls
+// progress at every event with the events read so far and an estimate of all it will read.
+func (t *tool) failures(ctx context.Context, ops []frontpay.Operation, from, to time.Time, progress func(scanned, total int)) (scan, error) {
 	var subjects []string
 	for _, op := range ops {
 		subjects = append(subjects, schemas.ResultSubject(t.cfg.SubjectPrefix, op, false), schemas.ResultSubject(t.cfg.SubjectPrefix, op, true))
@@ -261,61 +530,70 @@ func (t *tool) failures(ctx context.Context, ops []frontpay.Operation, from, to 
 	}
 	stream, err := t.js.Stream(ctx, t.topo.ResultStream())
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", t.topo.ResultStream(), err)
+		return scan{}, fmt.Errorf("read %s: %w", t.topo.ResultStream(), err)
 	}
 	info, err := stream.Info(ctx)
 	if err != nil {
-		return nil, err
+		return scan{}, err
 	}
 	c, err := stream.OrderedConsumer(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", t.topo.ResultStream(), err)
+		return scan{}, fmt.Errorf("read %s: %w", t.topo.ResultStream(), err)
 	}
 	latest := map[string]failure{}
+	failedBefore := map[string]failure{}
 	var order []string
-	result := func() []failure {
-		var out []failure
+	scanned := 0
+	result := func() (scan, error) {
+		out := scan{scanned: scanned}
 		for _, k := range order {
 			if f := latest[k]; !strings.HasSuffix(f.event.Type, ".succeeded") {
-				out = append(out, f)
+				out.failures = append(out.failures, f)
+			} else if f, ok := failedBefore[k]; ok {
+				out.superseded = append(out.superseded, f)
 			}
 		}
-		return out
+		return out, nil
 	}
 	// Read up to what the stream held when we started: later events are not ours to judge.
 	last := info.State.LastSeq
 	for {
 		batch, err := c.Fetch(256, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
-			return nil, err
+			return scan{}, err
 		}
 		n := 0
 		for m := range batch.Messages() {
 			n++
 			md, err := m.Metadata()
 			if err != nil {
-				return nil, err
+				return scan{}, err
 			}
 			if md.Timestamp.After(to) || md.Sequence.Stream > last {
-				return result(), nil
+				return result()
 			}
+			scanned++
+			progress(scanned, scanned+int(md.NumPending))
 			f := failure{at: md.Timestamp}
 			if json.Unmarshal(m.Data(), &f.event) == nil && json.Unmarshal(f.event.Data, &f.data) == nil &&
 				(strings.HasSuffix(f.event.Type, ".succeeded") || len(f.data.Command) > 0) {
 				if _, seen := latest[f.event.IdempotencyKey]; !seen {
 					order = append(order, f.event.IdempotencyKey)
 				}
+				if strings.HasSuffix(f.event.Type, ".failed") {
+					failedBefore[f.event.IdempotencyKey] = f
+				}
 				latest[f.event.IdempotencyKey] = f
 			}
 			if md.Sequence.Stream >= last {
-				return result(), nil
+				return result()
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return nil, err
+			return scan{}, err
 		}
 		if n == 0 {
-			return result(), nil
+			return result()
 		}
 	}
 }
@@ -348,42 +626,67 @@ func (t *tool) replay(ctx context.Context, op frontpay.Operation, f failure) (st
 	return id, nil
 }
 
-// errThreshold is the exit of a lag check that found a threshold crossed.
+// errThreshold is the error of a lag check that found a threshold crossed (exit code 1).
 var errThreshold = errors.New("threshold crossed")
 
-// runLag prints each consumer's lag, and fails when a threshold given by flag is crossed.
-func runLag(ctx context.Context, args []string, out io.Writer) error {
-	fs := flag.NewFlagSet("lag", flag.ContinueOnError)
-	asJSON := fs.Bool("json", false, "print JSON instead of a table")
-	maxPending := fs.Uint64("max-pending", 0, "fail when a consumer has more commands not yet delivered (0: no check)")
-	maxAckPending := fs.Int("max-ack-pending", 0, "fail when a consumer has more commands delivered and not yet answered (0: no check)")
-	maxAge := fs.Duration("max-age", 0, "fail when a consumer's oldest unanswered command is older (0: no check)")
-	if err := fs.Parse(args); err != nil {
-		return errors.Join(err, errUsage)
+// lagOptions are the flags of lag.
+type lagOptions struct {
+	json          bool
+	maxPending    uint64
+	maxAckPending int
+	maxAge        time.Duration
+}
+
+func newLagCommand() *cobra.Command {
+	var o lagOptions
+	cmd := &cobra.Command{
+		Use:   "lag",
+		Short: "Show each consumer's backlog; with --max-*, fail when a threshold is crossed",
+		Long: `Show each consumer's backlog: pending (not yet delivered), ack pending (delivered, not yet
+answered), redelivered, waiting pull requests and the age of the oldest command not yet answered
+(README, "Reading lag"). With --max-pending, --max-ack-pending or --max-age it is a check: exit
+code 1 when a consumer crosses a threshold, after printing the table.
+
+` + toolsEnv,
+		Example: `  frontpay-worker lag
+  frontpay-worker lag --json
+  frontpay-worker lag --max-age 5m --max-pending 1000`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runLag(cmd.Context(), o, cmd.OutOrStdout()) },
 	}
-	t, err := openTool()
+	f := cmd.Flags()
+	f.BoolVar(&o.json, "json", false, "print JSON instead of a table")
+	f.Uint64Var(&o.maxPending, "max-pending", 0, "fail when a consumer has more commands not yet delivered (0: no check)")
+	f.IntVar(&o.maxAckPending, "max-ack-pending", 0, "fail when a consumer has more commands delivered and not yet answered (0: no check)")
+	f.DurationVar(&o.maxAge, "max-age", 0, "fail when a consumer's oldest unanswered command is older (0: no check)")
+	return cmd
+}
+
+// runLag prints each consumer's lag, and fails when a threshold is crossed.
+func runLag(ctx context.Context, o lagOptions, out io.Writer) error {
+	t, err := openTool(ctx)
 	if err != nil {
 		return err
 	}
 	defer t.close()
 	lags, err := t.topo.Lag(ctx, t.js)
 	if err != nil {
-		return err
+		return natsFailure(err)
 	}
 	// The consumer's row is "(all)"; the operations' rows come from the owner's report.
 	row := func(l consumer.ConsumerLag) string { return cmp.Or(l.Operation, "(all)") }
 	var crossed []string
 	for _, l := range lags {
 		switch {
-		case *maxPending > 0 && l.Pending > *maxPending:
-			crossed = append(crossed, fmt.Sprintf("%s: %d pending > %d", row(l), l.Pending, *maxPending))
-		case *maxAckPending > 0 && l.AckPending > *maxAckPending:
-			crossed = append(crossed, fmt.Sprintf("%s: %d ack pending > %d", row(l), l.AckPending, *maxAckPending))
-		case *maxAge > 0 && l.OldestAge > *maxAge:
-			crossed = append(crossed, fmt.Sprintf("%s: oldest %s > %s", row(l), l.OldestAge.Round(time.Second), *maxAge))
+		case o.maxPending > 0 && l.Pending > o.maxPending:
+			crossed = append(crossed, fmt.Sprintf("%s: %d pending > %d", row(l), l.Pending, o.maxPending))
+		case o.maxAckPending > 0 && l.AckPending > o.maxAckPending:
+			crossed = append(crossed, fmt.Sprintf("%s: %d ack pending > %d", row(l), l.AckPending, o.maxAckPending))
+		case o.maxAge > 0 && l.OldestAge > o.maxAge:
+			crossed = append(crossed, fmt.Sprintf("%s: oldest %s > %s", row(l), l.OldestAge.Round(time.Second), o.maxAge))
 		}
 	}
-	if *asJSON {
+	if o.json {
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(lags); err != nil {
@@ -398,7 +701,7 @@ func runLag(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	if len(crossed) > 0 {
-		return fmt.Errorf("%w: %s", errThreshold, strings.Join(crossed, "; "))
+		return checkFailed(fmt.Errorf("%w: %s", errThreshold, strings.Join(crossed, "; ")))
 	}
 	return nil
 }

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
 	"github.com/nordpay/frontpay-worker/internal/embedded"
+	"github.com/nordpay/frontpay-worker/schemas"
 )
 
 // TestReplayFailedRefund fails a refund while the API is down, replays it once the API is back,
@@ -47,20 +46,20 @@ func TestReplayFailedRefund(t *testing.T) {
 	}
 
 	sb.SetFault(frontpay.ReservationRefund, sandbox.Fault{ErrorShare: 1})
-	var out bytes.Buffer
-	err = runPublish(t.Context(), []string{"--key", "refund-1", "reservation.refund", file}, nil, &out)
-	if err == nil || !strings.Contains(out.String(), `"reason":"upstream_unavailable"`) {
-		t.Fatalf("publish during the outage: %v\n%s", err, out.String())
+	// Flags after the arguments, as anywhere on the line.
+	out, errOut, code := cliRun(t, settings{}, "", "publish", "reservation.refund", file, "--key", "refund-1")
+	if code != exitCheck || !strings.Contains(out, `"reason":"upstream_unavailable"`) {
+		t.Fatalf("publish during the outage: exit %d\n%s%s", code, out, errOut)
 	}
 	sb.SetFault(frontpay.ReservationRefund, sandbox.Fault{})
 
 	replay := func(args ...string) string {
 		t.Helper()
-		var out bytes.Buffer
-		if err := runReplay(t.Context(), append([]string{"--operation", "reservation.refund", "--since", "1h"}, args...), &out); err != nil {
-			t.Fatalf("replay %v: %v\n%s", args, err, out.String())
+		out, errOut, code := cliRun(t, settings{}, "", append([]string{"replay", "--operation", "reservation.refund", "--since", "1h"}, args...)...)
+		if code != exitOK {
+			t.Fatalf("replay %v: exit %d\n%s%s", args, code, out, errOut)
 		}
-		return out.String()
+		return out
 	}
 	if got := replay("--dry-run"); !strings.Contains(got, "would replay reservation.refund key=refund-1") {
 		t.Fatalf("dry run:\n%s", got)
@@ -68,19 +67,14 @@ func TestReplayFailedRefund(t *testing.T) {
 	if n := refunds(sb.Sandbox); n != 0 {
 		t.Fatalf("the dry run refunded %d times", n)
 	}
-	if got := replay("--reason", "business_rule"); !strings.Contains(got, "0 replayed") {
+	if got := replay("--reason", "business_rule", "--yes"); !strings.Contains(got, "0 selected, 0 replayed") {
 		t.Fatalf("replay of another reason:\n%s", got)
 	}
-	if got := replay(); !strings.Contains(got, "replayed reservation.refund key=refund-1") {
+	if got := replay("--yes"); !strings.Contains(got, "replayed reservation.refund key=refund-1") || !strings.Contains(got, "1 selected, 1 replayed") {
 		t.Fatalf("replay:\n%s", got)
 	}
 	waitFor(t, "the replayed refund", func() bool { return refunds(sb.Sandbox) == 1 })
-	nc, err := nats.Connect(m.NATSURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := jetStream(t, m.NATSURL)
 	waitFor(t, "the replay's success event", func() bool {
 		for _, ev := range readStream(t, js, "FRONTPAY_RESULTS") {
 			if ev.Type == "reservation.refund.succeeded" && ev.IdempotencyKey == "refund-1" {
@@ -89,7 +83,7 @@ func TestReplayFailedRefund(t *testing.T) {
 		}
 		return false
 	})
-	if got := replay(); !strings.Contains(got, "0 replayed") {
+	if got := replay("--yes"); !strings.Contains(got, "0 replayed") || !strings.Contains(got, "skipped: 1 succeeded since") {
 		t.Fatalf("a second replay after the success:\n%s", got)
 	}
 	if n := refunds(sb.Sandbox); n != 1 {
@@ -107,15 +101,187 @@ func refunds(sb *sandbox.Sandbox) int {
 	return n
 }
 
-func TestPublishRefusesAnInvalidCommand(t *testing.T) {
-	var out bytes.Buffer
-	err := runPublish(t.Context(), []string{"reservation.capture", "-"}, strings.NewReader(`{"reservationUuid":"RES1","grandTotal":-1}`), &out)
-	if err == nil || !strings.Contains(err.Error(), "data.grandTotal") {
-		t.Fatalf("got %v", err)
+// jetStream connects the test to a NATS server.
+func jetStream(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := runPublish(t.Context(), []string{"reservation.nothing", "-"}, strings.NewReader(`{}`), &out); err == nil ||
-		!strings.Contains(err.Error(), "unknown operation") {
-		t.Fatalf("got %v", err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// TestReplaySelection fails commands of every kind replay must tell apart, then checks its
+// limit, its summary, its progress report and its confirmation, against a running worker.
+func TestReplaySelection(t *testing.T) {
+	sb := newSandbox(t)
+	m := startMain(t, sb.URL)
+	t.Setenv("NATS_URL", m.NATSURL)
+	js := jetStream(t, m.NATSURL)
+	api, err := frontpay.New(sb.URL, sandboxToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uuid, _ := paidReservation(t, api, sb.Sandbox)
+
+	// Three details while the API fails them: upstream_unavailable, which exits 1.
+	sb.SetFault(frontpay.ReservationDetails, sandbox.Fault{ErrorShare: 1})
+	for _, key := range []string{"d1", "d2", "d3"} {
+		out, errOut, code := cliRun(t, settings{}, `{"reservationUuid":"`+uuid+`"}`, "publish", "--key", key, "reservation.details", "-")
+		if code != exitCheck || !strings.Contains(out, `"reason":"upstream_unavailable"`) {
+			t.Fatalf("details %s: exit %d\n%s%s", key, code, out, errOut)
+		}
+	}
+	// A submit whose answer is lost: it cannot be read back, so outcome_unknown.
+	sb.SetFault(frontpay.ReservationSubmit, sandbox.Fault{DropShare: 1})
+	out, errOut, code := cliRun(t, settings{}, submitPayload(t), "publish", "--key", "s1", "reservation.submit", "-")
+	if code != exitCheck || !strings.Contains(out, `"reason":"outcome_unknown"`) {
+		t.Fatalf("submit: exit %d\n%s%s", code, out, errOut)
+	}
+	// A command too large to be carried in its failure: invalid_command with "command": null.
+	huge := publishCommand(t, js, frontpay.ReservationDetails, map[string]any{"reservationUuid": "RES1", "note": strings.Repeat("x", schemas.MaxCommandBytes)})
+	waitFor(t, "the oversized command's failure", func() bool {
+		for _, ev := range readStream(t, js, "FRONTPAY_RESULTS") {
+			if ev.CausationID == huge || ev.IdempotencyKey == huge {
+				return true
+			}
+		}
+		return false
+	})
+	sb.SetFault(frontpay.ReservationDetails, sandbox.Fault{})
+	sb.SetFault(frontpay.ReservationSubmit, sandbox.Fault{})
+	submits := func() int {
+		n := 0
+		for _, e := range sb.Ledger() {
+			if e.Op == string(frontpay.ReservationSubmit) {
+				n++
+			}
+		}
+		return n
+	}
+	submitted := submits()
+
+	// Not on a terminal and without --yes: refused before anything is read.
+	_, errOut, code = cliRun(t, settings{}, "", "replay", "--since", "1h")
+	if code != exitUsage || !strings.Contains(errOut, "--yes") {
+		t.Fatalf("replay without --yes off a terminal: exit %d\n%s", code, errOut)
+	}
+	// On a terminal, answered no: nothing is published.
+	out, errOut, code = cliRun(t, settings{interactive: true}, "n\n", "replay", "--since", "1h")
+	if code != exitOK || !strings.Contains(errOut, "Replay these 3 command(s)? [y/N]") || !strings.Contains(out, "not confirmed: nothing replayed") ||
+		!strings.Contains(out, "0 replayed") {
+		t.Fatalf("replay answered no: exit %d\n%s%s", code, out, errOut)
+	}
+	if n := replays(t, js); n != 0 {
+		t.Fatalf("%d replays published after answering no", n)
+	}
+
+	// --limit 2 with --yes: the two oldest details; the submit (outcome_unknown, not named), the
+	// oversized command (nothing to replay) and d3 (over the limit) are skipped, each counted.
+	out, errOut, code = cliRun(t, settings{progressEvery: 0}, "", "replay", "--since", "1h", "--limit", "2", "--yes")
+	if code != exitOK {
+		t.Fatalf("replay --limit 2: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, want := range []string{
+		"replayed reservation.details key=d1 ", "replayed reservation.details key=d2 ",
+		"5 key(s) failed, 5 selected, 2 replayed",
+		"skipped: 1 outcome_unknown (name it with --reason outcome_unknown, after checking the reservation); 1 no command in the failure event to replay; 1 over --limit 2",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("replay --limit 2 lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "key=d3") || strings.Contains(out, "key=s1") {
+		t.Errorf("replay --limit 2 replayed more:\n%s", out)
+	}
+	if !regexp.MustCompile(`(?m)^replay: scanned \d+ of about \d+ result events$`).MatchString(errOut) {
+		t.Errorf("no progress on stderr:\n%s", errOut)
+	}
+	if n := replays(t, js); n != 2 {
+		t.Fatalf("%d replays published, want 2", n)
+	}
+	waitFor(t, "the replayed details' successes", func() bool {
+		ok := 0
+		for _, ev := range readStream(t, js, "FRONTPAY_RESULTS") {
+			if ev.Type == "reservation.details.succeeded" {
+				ok++
+			}
+		}
+		return ok == 2
+	})
+
+	// On a terminal, answered yes: d3 now; d1 and d2 have succeeded since.
+	out, errOut, code = cliRun(t, settings{interactive: true}, "y\n", "replay", "--since", "1h", "--operation", "reservation.details")
+	if code != exitOK || !strings.Contains(errOut, "Replay these 1 command(s)?") || !strings.Contains(out, "replayed reservation.details key=d3 ") ||
+		!strings.Contains(out, "1 replayed") || !strings.Contains(out, "skipped: 2 succeeded since; 1 no command") {
+		t.Fatalf("replay answered yes: exit %d\n%s%s", code, out, errOut)
+	}
+	if n := replays(t, js); n != 3 {
+		t.Fatalf("%d replays published, want 3", n)
+	}
+
+	// outcome_unknown only when named.
+	out, errOut, code = cliRun(t, settings{}, "", "replay", "--since", "1h", "--reason", "outcome_unknown", "--dry-run")
+	if code != exitOK || !strings.Contains(out, "would replay reservation.submit key=s1 ") || !strings.Contains(out, "1 would replay") {
+		t.Fatalf("replay --reason outcome_unknown: exit %d\n%s%s", code, out, errOut)
+	}
+	if n := submits(); n != submitted {
+		t.Fatalf("the dry run submitted: %d submits, was %d", n, submitted)
+	}
+}
+
+// replays counts the replayed commands in the command stream.
+func replays(t *testing.T, js jetstream.JetStream) int {
+	t.Helper()
+	n := 0
+	for _, ev := range readStream(t, js, "FRONTPAY_COMMANDS") {
+		if ev.ReplayOf != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// submitPayload is a valid submit whose dates are made now: the payment link is due in a day.
+func submitPayload(t *testing.T) string {
+	t.Helper()
+	now := time.Now()
+	b, err := json.Marshal(map[string]any{
+		"customerDetails": map[string]any{
+			"type": "private", "countryCode": "+47", "msisdn": "46567468", "email": "kari@example.no",
+			"name": "Kari Nordmann", "preferredLanguage": "no",
+			"address": map[string]any{"street": "Storgata 1", "zip": "0155", "city": "Oslo", "country": "NO"},
+		},
+		"orderDate": strconv.FormatInt(now.Unix(), 10), "dueDateForPaymentLink": strconv.FormatInt(now.Add(24*time.Hour).Unix(), 10),
+		"sendOrderBy":  map[string]any{"sms": false, "email": true},
+		"products":     map[string]any{"0": map[string]any{"name": "Wax", "productId": nil, "rate": 100, "tax": "25", "amount": 100}},
+		"orderSummary": map[string]any{"subTotal": 80, "totalTax": 20, "grandTotal": 100},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestPublishRefusesAnInvalidCommand(t *testing.T) {
+	// No NATS is needed, nor reached: the command is refused first.
+	t.Setenv("NATS_URL", "nats://127.0.0.1:1")
+	_, errOut, code := cliRun(t, settings{}, `{"reservationUuid":"RES1","grandTotal":-1}`, "publish", "reservation.capture", "-")
+	if code != exitUsage || !strings.Contains(errOut, "data.grandTotal") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	_, errOut, code = cliRun(t, settings{}, `{}`, "publish", "reservation.nothing", "-")
+	if code != exitUsage || !strings.Contains(errOut, "unknown operation") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	_, errOut, code = cliRun(t, settings{}, `{"reservationUuid":`, "publish", "reservation.details", "-")
+	if code != exitUsage || !strings.Contains(errOut, "not JSON") {
+		t.Fatalf("exit %d: %s", code, errOut)
 	}
 }
 
@@ -127,12 +293,7 @@ func TestLagCheck(t *testing.T) {
 	}
 	defer ns.Shutdown()
 	t.Setenv("NATS_URL", ns.ClientURL())
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := jetStream(t, ns.ClientURL())
 	if _, err := (consumer.Topology{AckWait: time.Second}).Ensure(t.Context(), js); err != nil {
 		t.Fatal(err)
 	}
@@ -140,20 +301,20 @@ func TestLagCheck(t *testing.T) {
 		publishCommand(t, js, frontpay.ReservationDetails, map[string]any{"reservationUuid": "RES1"})
 	}
 
-	var out bytes.Buffer
-	if err := runLag(t.Context(), nil, &out); err != nil {
-		t.Fatal(err)
+	lag := func(want int, args ...string) string {
+		t.Helper()
+		out, errOut, code := cliRun(t, settings{}, "", append([]string{"lag"}, args...)...)
+		if code != want {
+			t.Fatalf("lag %v: exit %d, want %d\n%s%s", args, code, want, out, errOut)
+		}
+		return out + errOut
 	}
-	if !regexp.MustCompile(`(?m)^\(all\)\s+3\s+0\s+0\s+0\s+\d`).MatchString(out.String()) {
-		t.Fatalf("table:\n%s", out.String())
-	}
-	out.Reset()
-	if err := runLag(t.Context(), []string{"--json"}, &out); err != nil {
-		t.Fatal(err)
+	if out := lag(exitOK); !regexp.MustCompile(`(?m)^\(all\)\s+3\s+0\s+0\s+0\s+\d`).MatchString(out) {
+		t.Fatalf("table:\n%s", out)
 	}
 	var lags []consumer.ConsumerLag
-	if err := json.Unmarshal(out.Bytes(), &lags); err != nil {
-		t.Fatalf("%v\n%s", err, out.String())
+	if out := lag(exitOK, "--json"); json.Unmarshal([]byte(out), &lags) != nil {
+		t.Fatalf("not JSON:\n%s", out)
 	}
 	pending := map[string]uint64{}
 	for _, l := range lags {
@@ -163,13 +324,11 @@ func TestLagCheck(t *testing.T) {
 	if pending[""] != 3 || pending["reservation.details"] != 0 || len(lags) != 13 {
 		t.Fatalf("pending %v", pending)
 	}
-	if err := runLag(t.Context(), []string{"--max-pending", "3"}, io.Discard); err != nil {
-		t.Fatalf("at the threshold: %v", err)
+	lag(exitOK, "--max-pending", "3")
+	if out := lag(exitCheck, "--max-pending", "2"); !strings.Contains(out, "threshold crossed: (all): 3 pending > 2") ||
+		!strings.Contains(out, "OPERATION") {
+		t.Fatalf("over the threshold:\n%s", out)
 	}
-	if err := runLag(t.Context(), []string{"--max-pending", "2"}, io.Discard); !errors.Is(err, errThreshold) {
-		t.Fatalf("over the threshold: %v", err)
-	}
-	if err := runLag(t.Context(), []string{"--max-age", "1h"}, io.Discard); err != nil {
-		t.Fatalf("young backlog: %v", err)
-	}
+	lag(exitOK, "--max-age", "1h")
+	lag(exitUsage, "--max-age", "soon")
 }

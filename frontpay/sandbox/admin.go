@@ -41,6 +41,36 @@ func (s *Sandbox) Pay(reservationUUID string) error {
 	return nil
 }
 
+// Reserve adds a reservation under a UUID chosen by the caller, as if submitted with req and paid
+// by the customer: RESERVED, ready to capture, charge or cancel. It is for a sandbox that must
+// hold a reservation known in advance (frontpay-worker dev seeds one for the README's examples).
+// The submit and the payment are in the ledger and the history as for any reservation, and the
+// callback fires where req names one. A UUID already taken or of a shape the API would not hand
+// out is an error, as is a req the API would refuse.
+func (s *Sandbox) Reserve(uuid string, req *frontpay.SubmitReservationRequest) error {
+	if err := frontpay.ValidateUUID("uuid", uuid); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("sandbox: encode the submit: %w", err)
+	}
+	s.mu.Lock()
+	c := &call{op: frontpay.ReservationSubmit, body: body, now: s.clock()}
+	if err := req.Validate(c.now); err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("sandbox: the submit would be refused: %w", err)
+	}
+	if s.ids[uuid] {
+		s.mu.Unlock()
+		return fmt.Errorf("sandbox: %s is taken", uuid)
+	}
+	s.ids[uuid] = true
+	s.open(c, req, "visa", uuid)
+	s.mu.Unlock()
+	return s.Pay(uuid)
+}
+
 // PayOrder is the customer paying an invoice order: SENT → PAID.
 func (s *Sandbox) PayOrder(orderUUID string) error {
 	s.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nordpay/frontpay-worker/frontpay"
 )
@@ -106,5 +107,35 @@ func TestControls(t *testing.T) {
 	}
 	if ledger[0].UUID != order || ledger[0].Cents != 5100 || len(ledger[0].Body) == 0 || ledger[3].Seq != 4 {
 		t.Errorf("ledger %+v", ledger)
+	}
+}
+
+// TestReserve seeds a reservation under a chosen UUID: it is RESERVED, can be captured through
+// the API, and the UUID is never handed out twice.
+func TestReserve(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	const uuid = "RES0000000001"
+	if err := e.sb.Reserve(uuid, e.submitRequest()); err != nil {
+		t.Fatal(err)
+	}
+	d := e.details(uuid)
+	if d.Status != StatusReserved || len(d.ProductList) != 2 {
+		t.Fatalf("seeded reservation: status %s, %d lines", d.Status, len(d.ProductList))
+	}
+	ids := e.ids(uuid)
+	e.pay(frontpay.ReservationCapture, uuid, captureReq(item{ids[0], 4000}))
+	if got := strings.Join(e.effects(), " "); got != "reservation.submit customer.pay reservation.capture" {
+		t.Errorf("ledger %s", got)
+	}
+	if err := e.sb.Reserve(uuid, e.submitRequest()); err == nil || !strings.Contains(err.Error(), "taken") {
+		t.Errorf("the same UUID again: %v", err)
+	}
+	if err := e.sb.Reserve("RES/1", e.submitRequest()); err == nil {
+		t.Error("a UUID with a slash was accepted")
+	}
+	past := e.submitRequest(func(q *frontpay.SubmitReservationRequest) { q.DueDateForPaymentLink = unix(t0.Add(-time.Hour)) })
+	if err := e.sb.Reserve("RES0000000002", past); err == nil {
+		t.Error("a submit the API would refuse was accepted")
 	}
 }

@@ -30,7 +30,7 @@ func (s *Sandbox) submit(c *call) answer {
 	if a, ok := c.decode(&q); !ok {
 		return a
 	}
-	r := s.open(c, &q, "visa")
+	r := s.open(c, &q, "visa", s.newID("RES"))
 	return success(201, "Reservation Submitted Successfully", true, frontpay.SubmitReservationResult{
 		CustomerUUID: r.customerUUID, ReservationUUID: r.uuid, CheckoutURL: c.base + "/checkout/" + r.uuid,
 	})
@@ -44,7 +44,7 @@ func (s *Sandbox) session(c *call) answer {
 	}
 	var common frontpay.SubmitReservationRequest // the members both calls share
 	_ = json.Unmarshal(c.body, &common)
-	r := s.open(c, &common, q.SubmitPayment.Via)
+	r := s.open(c, &common, q.SubmitPayment.Via, s.newID("RES"))
 	sessionID := fmt.Sprintf("%016x%016x", s.idRng.Uint64(), s.idRng.Uint64())
 	return success(201, "Reservation Submitted Successfully", true, frontpay.SessionResult{
 		CustomerUUID: r.customerUUID, ReservationUUID: r.uuid,
@@ -52,10 +52,10 @@ func (s *Sandbox) session(c *call) answer {
 	})
 }
 
-// open stores a new SENT reservation from a validated submit or session body.
-func (s *Sandbox) open(c *call, q *frontpay.SubmitReservationRequest, via string) *reservation {
+// open stores a new SENT reservation with the UUID given from a validated submit or session body.
+func (s *Sandbox) open(c *call, q *frontpay.SubmitReservationRequest, via, uuid string) *reservation {
 	r := &reservation{
-		uuid:           s.newID("RES"),
+		uuid:           uuid,
 		status:         StatusSent,
 		paymentMethod:  via,
 		customer:       q.CustomerDetails,

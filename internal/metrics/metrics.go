@@ -8,8 +8,8 @@
 // (consumer.Topology.Lag), so a scrape shows the backlog as it is, also while no worker runs.
 //
 // Label values are operation names, HTTP statuses, failure reasons, read-back verdicts and
-// consumer names, each from a fixed set: never anything from a command's data (a reservation
-// UUID, an e-mail address) and never the API token.
+// consumer names, each from a fixed set, and the build's version, commit and Go version: never
+// anything from a command's data (a reservation UUID, an e-mail address) and never the API token.
 package metrics
 
 import (
@@ -21,6 +21,7 @@ import (
 
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
+	"github.com/nordpay/frontpay-worker/internal/buildinfo"
 	"github.com/nordpay/frontpay-worker/schemas"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -149,7 +150,7 @@ func New(reg prometheus.Registerer, lag LagFunc) (*Metrics, error) {
 	}
 	cs := []prometheus.Collector{m.commands, m.apiDuration, m.retries, m.idemHits, m.idemConflicts,
 		m.ambiguous, m.readbacks, m.deadLetters, m.rateWaited, m.rateWaits, m.capped, m.settled, m.takeovers,
-		m.callbacks, m.changes}
+		m.callbacks, m.changes, newBuildInfo()}
 	if lag != nil {
 		cs = append(cs, newLagCollector(lag))
 	}
@@ -168,6 +169,19 @@ func New(reg prometheus.Registerer, lag LagFunc) (*Metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// newBuildInfo is frontpay_build_info: 1, labelled with the running build (buildinfo.Read), so
+// that a dashboard shows which versions run and a query can join on them.
+func newBuildInfo() prometheus.Collector {
+	bi := buildinfo.Read()
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: Namespace, Name: "build_info",
+		Help:        "Always 1, labelled with the worker's version, VCS commit and Go version.",
+		ConstLabels: prometheus.Labels{"version": bi.Version, "commit": bi.Commit, "goversion": bi.GoVersion},
+	})
+	g.Set(1)
+	return g
 }
 
 // Callback counts a callback request by the status it was answered with (status.Observer).

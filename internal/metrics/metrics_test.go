@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+	"github.com/nordpay/frontpay-worker/internal/buildinfo"
 	"github.com/nordpay/frontpay-worker/internal/embedded"
 	"github.com/nordpay/frontpay-worker/publisher"
 	"github.com/nordpay/frontpay-worker/schemas"
@@ -595,5 +597,21 @@ func TestMetricsLabelsStayBounded(t *testing.T) {
 	}
 	if fams["go_goroutines"] == nil {
 		t.Error("a registry of its own lacks the Go collector")
+	}
+}
+
+// TestMetricsBuildInfo: frontpay_build_info is 1 and names the running build.
+func TestMetricsBuildInfo(t *testing.T) {
+	m, err := New(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := httptest.NewServer(m.Handler())
+	defer h.Close()
+	_, fams := metricScrape(t, h.URL)
+	bi := buildinfo.Read()
+	want := map[string]string{"version": bi.Version, "commit": bi.Commit, "goversion": runtime.Version()}
+	if v := value(fams, "frontpay_build_info", want); v != 1 {
+		t.Fatalf("frontpay_build_info%v = %v, want 1; families: %v", want, v, fams["frontpay_build_info"])
 	}
 }
