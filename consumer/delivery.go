@@ -8,6 +8,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/nordpay/frontpay-worker/publisher"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
 
@@ -75,23 +76,40 @@ func (w *Worker) handBack(t *task) {
 	w.release(t)
 }
 
-// protect runs one step of t and turns a panic, or a transition the state machine forbids, into a
-// dead letter: the command's record keeps its state, and the worker serves on.
+// protect runs one step of t and turns what no retry can mend (a panic, a transition the state
+// machine forbids, a record that cannot be read, a result JetStream refuses) into a dead letter:
+// the command's record keeps its state, the command is acked, and the worker serves on. A dead
+// letter JetStream refuses too is logged and counted, and the command acked: it stays on the
+// command stream for its retention.
 func (w *Worker) protect(ctx context.Context, t *task) (wait time.Duration, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			w.log.Error("panic working on a command", "subject", t.msg.Subject(), "seq", t.seq, "panic", p, "stack", string(debug.Stack()))
-			t.deadLetter = fmt.Sprintf("panic: %v", p)
-			wait, err = 0, w.bury(ctx, t)
+			wait, err = w.unworkable(ctx, t, fmt.Sprintf("panic: %v", p))
 		}
 	}()
 	wait, err = w.step(ctx, t)
-	if errors.Is(err, errTransition) {
-		w.log.Error("command stopped by the state machine", "subject", t.msg.Subject(), "seq", t.seq, "err", err)
-		t.deadLetter = err.Error()
-		return 0, w.bury(ctx, t)
+	if errors.Is(err, errTransition) || errors.Is(err, errCorrupt) || errors.Is(err, publisher.ErrRefused) {
+		w.log.Error("command cannot be worked on", "subject", t.msg.Subject(), "seq", t.seq, "err", err)
+		return w.unworkable(ctx, t, err.Error())
 	}
 	return wait, err
+}
+
+// unworkable dead-letters t with reason; when its dead letter is what was refused, it gives up.
+func (w *Worker) unworkable(ctx context.Context, t *task, reason string) (time.Duration, error) {
+	w.obs.Unworkable(t.op)
+	if t.deadLetter != "" {
+		w.log.Error("dead letter refused: the command stays on the command stream only", "subject", t.msg.Subject(),
+			"seq", t.seq, "reason", reason)
+		return 0, nil
+	}
+	t.deadLetter = reason
+	err := w.bury(ctx, t)
+	if errors.Is(err, publisher.ErrRefused) {
+		return w.unworkable(ctx, t, err.Error())
+	}
+	return 0, err
 }
 
 // step works on a command until it needs to wait (it returns the wait) or its result is out

@@ -2,15 +2,19 @@ package consumer
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+	"github.com/nordpay/frontpay-worker/publisher"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
 
@@ -222,4 +226,94 @@ func TestFailureReasons(t *testing.T) {
 			}
 		})
 	})
+}
+
+// panicky is the worker's real API client, but a capture of one reservation panics, as a bug
+// would.
+type panicky struct {
+	API
+	uuid string
+}
+
+func (p panicky) Do(ctx context.Context, op frontpay.Operation, params []string, body frontpay.Validator) (*frontpay.Response, error) {
+	if op == frontpay.ReservationCapture && params[0] == p.uuid {
+		panic("a bug about " + p.uuid)
+	}
+	return p.API.Do(ctx, op, params, body)
+}
+
+// TestPanicIsContained: a command whose work panics goes to the dead letters with the panic's
+// reason, its record keeps its state, and the worker goes on: the next command of the same
+// reservation, and others, are answered.
+func TestPanicIsContained(t *testing.T) {
+	t.Parallel()
+	h := setup(t, withoutWorker())
+	bad, good := h.paid(t), h.paid(t)
+	w := h.newWorker("panicking")
+	w.api = panicky{API: h.workerAPI, uuid: bad.UUID}
+	h.run(w)
+
+	c := h.publish(t, frontpay.ReservationCapture, captureData(bad, 300, "panics"))
+	after := h.publish(t, frontpay.ReservationDetails, map[string]any{"reservationUuid": bad.UUID})
+	other := h.publish(t, frontpay.ReservationCapture, captureData(good, 300, "fine"))
+	success(t, h.resultOf(t, other))
+	success(t, h.resultOf(t, after)) // the next command of the same reservation
+
+	dl, err := h.js.Stream(t.Context(), h.topo.DeadLetterStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m *jetstream.RawStreamMsg
+	waitFor(t, func() bool {
+		m, err = dl.GetMsg(t.Context(), 1)
+		return err == nil
+	}, "the dead letter")
+	if reason := m.Header.Get(publisher.HeaderDeadLetterReason); !strings.HasPrefix(reason, "panic: a bug about "+bad.UUID) ||
+		m.Header.Get(publisher.HeaderDeadLetterSeq) != strconv.FormatUint(c.Seq, 10) {
+		t.Errorf("dead letter: %v", m.Header)
+	}
+	if rec := h.record(t, c.Key); rec.State != stateSending || rec.Attempts != 1 {
+		t.Errorf("the record after the panic: %+v", rec)
+	}
+	if n := len(h.sent.find(byKey(c.Key))); n != 0 {
+		t.Errorf("%d results of the command that panicked", n)
+	}
+	waitFor(t, func() bool { return h.consumerIdle(t) }, "every command acked")
+}
+
+// TestRefusedResult: JetStream refuses a result (here, over the result stream's message size):
+// the command goes to the dead letters instead of being retried for ever, and the worker goes on.
+func TestRefusedResult(t *testing.T) {
+	t.Parallel()
+	h := setup(t)
+	stream, err := h.js.Stream(t.Context(), h.topo.ResultStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	cfg.MaxMsgSize = 4096
+	if _, err := h.js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	r := h.paid(t)
+	big := captureData(r, 300, "refused")
+	big["grandTotal"] = 299 // invalid: its failure carries the command, which is big
+	big["additionalText"] = strings.Repeat("x", 5000)
+	c := h.publish(t, frontpay.ReservationCapture, big)
+	next := h.publish(t, frontpay.ReservationDetails, map[string]any{"reservationUuid": r.UUID})
+	success(t, h.resultOf(t, next))
+	dl, err := h.js.Stream(t.Context(), h.topo.DeadLetterStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m *jetstream.RawStreamMsg
+	waitFor(t, func() bool {
+		m, err = dl.GetMsg(t.Context(), 1)
+		return err == nil
+	}, "the dead letter")
+	if reason := m.Header.Get(publisher.HeaderDeadLetterReason); !strings.Contains(reason, "refused") ||
+		m.Header.Get(publisher.HeaderDeadLetterSeq) != strconv.FormatUint(c.Seq, 10) {
+		t.Errorf("dead letter: %v", m.Header)
+	}
+	waitFor(t, func() bool { return h.consumerIdle(t) }, "every command acked")
 }

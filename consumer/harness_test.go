@@ -263,18 +263,24 @@ func (h *harness) newWorker(instance string, mods ...func(*Config)) *Worker {
 
 // start runs a worker named instance until the test ends or stop is called.
 func (h *harness) start(instance string, mods ...func(*Config)) *runner {
+	h.t.Helper()
+	return h.run(h.newWorker(instance, mods...))
+}
+
+// run runs w until the test ends or stop is called.
+func (h *harness) run(w *Worker) *runner {
 	t := h.t
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &runner{w: h.newWorker(instance, mods...), cancel: cancel, done: make(chan error, 1)}
+	r := &runner{w: w, cancel: cancel, done: make(chan error, 1)}
 	ready := make(chan struct{})
 	go func() { r.done <- r.w.Run(ctx, func() { close(ready) }) }()
 	select {
 	case <-ready:
 	case err := <-r.done:
-		t.Fatalf("worker %s did not start: %v", instance, err)
+		t.Fatalf("worker %s did not start: %v", w.cfg.Instance, err)
 	case <-time.After(patience):
-		t.Fatalf("worker %s did not start within %s", instance, patience)
+		t.Fatalf("worker %s did not start within %s", w.cfg.Instance, patience)
 	}
 	t.Cleanup(func() { r.stop(t) })
 	return r

@@ -31,6 +31,10 @@ type Observer interface {
 	Settled(op frontpay.Operation, took time.Duration)
 	// TakeOver: this worker became the owner of the commands and reset the consumer.
 	TakeOver()
+	// Unworkable: a command could not be worked on (a panic, a record that cannot be read, a
+	// result or dead letter JetStream refuses) and went to the dead letters, or was left on the
+	// command stream when its dead letter was refused too.
+	Unworkable(op frontpay.Operation)
 }
 
 type nopObserver struct{}
@@ -45,3 +49,4 @@ func (nopObserver) ReadBack(frontpay.Operation, string)              {}
 func (nopObserver) DeadLetter()                                      {}
 func (nopObserver) Settled(frontpay.Operation, time.Duration)        {}
 func (nopObserver) TakeOver()                                        {}
+func (nopObserver) Unworkable(frontpay.Operation)                    {}

@@ -144,6 +144,9 @@ func (r *record) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// errCorrupt means a record that cannot be decoded: no retry can mend it.
+var errCorrupt = errors.New("idempotency record cannot be read")
+
 // errLost means another worker changed the record first: this one must stop working on the
 // command without side effects and look at the record again.
 var errLost = errors.New("idempotency record changed by another worker")
@@ -277,7 +280,7 @@ func (s *store) load(ctx context.Context, key string) (*claim, error) {
 		return nil, fmt.Errorf("read record: %w", err)
 	}
 	if err := json.Unmarshal(e.Value(), &c.rec); err != nil {
-		return nil, fmt.Errorf("decode record: %w", err)
+		return nil, fmt.Errorf("%w: %v", errCorrupt, err)
 	}
 	c.rev = e.Revision()
 	return c, nil

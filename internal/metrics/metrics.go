@@ -65,6 +65,7 @@ type Metrics struct {
 	capped        prometheus.Counter
 	settled       *prometheus.HistogramVec // operation
 	takeovers     prometheus.Counter
+	unworkable    *prometheus.CounterVec // operation
 	callbacks     *prometheus.CounterVec // code
 	changes       *prometheus.CounterVec // source, outcome
 }
@@ -139,6 +140,8 @@ func New(reg prometheus.Registerer, lag LagFunc) (*Metrics, error) {
 			Namespace: Namespace, Name: "takeovers_total",
 			Help: "Times this worker became the owner of the commands and reset the consumer.",
 		}),
+		unworkable: perOp("commands_unworkable_total", "Commands that could not be worked on (a panic, a record that cannot be read, a result JetStream refuses): "+
+			"dead-lettered, or left on the command stream when the dead letter was refused too."),
 		callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace, Name: "callbacks_total",
 			Help: "Callback requests at /callbacks/frontpay, by the HTTP status they were answered with.",
@@ -149,7 +152,7 @@ func New(reg prometheus.Registerer, lag LagFunc) (*Metrics, error) {
 		}, []string{"source", "outcome"}),
 	}
 	cs := []prometheus.Collector{m.commands, m.apiDuration, m.retries, m.idemHits, m.idemConflicts,
-		m.ambiguous, m.readbacks, m.deadLetters, m.rateWaited, m.rateWaits, m.capped, m.settled, m.takeovers,
+		m.ambiguous, m.readbacks, m.deadLetters, m.rateWaited, m.rateWaits, m.capped, m.settled, m.takeovers, m.unworkable,
 		m.callbacks, m.changes, newBuildInfo()}
 	if lag != nil {
 		cs = append(cs, newLagCollector(lag))
@@ -164,7 +167,7 @@ func New(reg prometheus.Registerer, lag LagFunc) (*Metrics, error) {
 	for _, op := range frontpay.Operations() {
 		l := string(op)
 		m.commands.WithLabelValues(l, "succeeded", "")
-		for _, v := range []*prometheus.CounterVec{m.retries, m.idemHits, m.idemConflicts, m.ambiguous} {
+		for _, v := range []*prometheus.CounterVec{m.retries, m.idemHits, m.idemConflicts, m.ambiguous, m.unworkable} {
 			v.WithLabelValues(l)
 		}
 	}
@@ -290,6 +293,9 @@ func (m *Metrics) Settled(op frontpay.Operation, took time.Duration) {
 
 // TakeOver implements consumer.Observer.
 func (m *Metrics) TakeOver() { m.takeovers.Inc() }
+
+// Unworkable implements consumer.Observer.
+func (m *Metrics) Unworkable(op frontpay.Operation) { m.unworkable.WithLabelValues(operation(op)).Inc() }
 
 // ClientHooks are the Front Payment client's hooks that count its waits.
 func (m *Metrics) ClientHooks() frontpay.Hooks {
