@@ -3,7 +3,6 @@ package consumer
 import (
 	"bytes"
 	"fmt"
-	"sync/atomic"
 	"testing"
 
 	"github.com/nordpay/frontpay-worker/frontpay"
@@ -115,51 +114,88 @@ func TestReplay(t *testing.T) {
 	}
 }
 
-// countingObserver counts the commands a worker answered.
-type countingObserver struct {
-	nopObserver
-	outcomes, duplicates atomic.Int64
+// TestKeyOfAnotherOperation reuses a complete's key and data for a cancel: the fingerprint
+// covers the operation, so the cancel is an idempotency_conflict on reservation.cancel.failed,
+// not a duplicate answered with the complete's result (issue 11 item 2).
+func TestKeyOfAnotherOperation(t *testing.T) {
+	t.Parallel()
+	h := setup(t)
+	r := h.paid(t)
+	h.capture(t, r, 300, "before completing")
+	complete := h.publish(t, frontpay.ReservationComplete, noteData(r.UUID, "same data"), withKey("shared-key"))
+	success(t, h.resultOf(t, complete))
+	cancel := h.publish(t, frontpay.ReservationCancel, noteData(r.UUID, "same data"), withKey("shared-key"))
+	got := h.await(t, byCause(cancel.ID), "the cancel's result")
+	if got.Subject != "reservation.cancel.failed" {
+		t.Fatalf("the cancel was answered on %s: %s", got.Subject, got.Data)
+	}
+	checkFailure(t, cancel, got, schemas.IdempotencyConflict, 0, 0)
+	if e := h.effects(frontpay.ReservationCancel, r.UUID); len(e) != 0 {
+		t.Errorf("cancelled: %+v", e)
+	}
 }
 
-func (o *countingObserver) Outcome(frontpay.Operation, bool, schemas.Reason) { o.outcomes.Add(1) }
-func (o *countingObserver) Duplicate(frontpay.Operation)                     { o.duplicates.Add(1) }
-
-// TestTwoWorkersFence runs two workers over one NATS server and sends every command three times:
-// the idempotency records, compare-and-swap and leases allow one effect per key.
-func TestTwoWorkersFence(t *testing.T) {
+// TestReplayOfAnUnknownOutcome: a capture whose answer is lost while every read-back fails ends
+// outcome_unknown; replayed once the API heals, it reads back first and finds the capture, with
+// no second one. A submit's unknown outcome replayed is outcome_unknown again, with no call
+// (CONTRACT.md section 4, issue 11 item 1). A capture whose lost request never took effect is
+// sent on replay, once.
+func TestReplayOfAnUnknownOutcome(t *testing.T) {
 	t.Parallel()
-	h := setup(t, withoutWorker())
-	var obs [2]countingObserver
-	for i := range obs {
-		h.start(fmt.Sprintf("worker-%c", 'a'+i), func(c *Config) { c.Observer = &obs[i] })
-	}
-	var cmds []command
-	for i := range 12 {
-		cmds = append(cmds, newCommand(t, frontpay.ReservationSubmit, submitData(fmt.Sprintf("fence-%d", i))))
-	}
-	rs := h.paidN(t, 4)
-	for i, r := range rs {
-		cmds = append(cmds, newCommand(t, frontpay.ReservationCapture, captureData(r, 300, fmt.Sprintf("fence-capture-%d", i))))
-	}
-	for i := range cmds { // the copies of a command back to back, so both workers get one at once
-		for copy := range 3 {
-			cmds[i] = h.send(t, cmds[i], fmt.Sprintf("%s-%d", cmds[i].ID, copy))
+	replayOf := func(id string) func(*schemas.Event) { return func(e *schemas.Event) { e.ReplayOf = id } }
+
+	t.Run("capture applied", func(t *testing.T) {
+		t.Parallel()
+		h := setup(t)
+		r := h.paid(t)
+		h.sb.SetFault(frontpay.ReservationCapture, sandbox.Fault{DropShare: 1, Times: 1})
+		h.sb.SetFault(frontpay.ReservationDetails, sandbox.Fault{ErrorShare: 1})
+		data := captureData(r, 300, "unknown")
+		c := h.publish(t, frontpay.ReservationCapture, data, withKey("unknown-capture"))
+		f := failure(t, h.resultOf(t, c), schemas.OutcomeUnknown)
+		if f.Message != "readBackFailed" || len(h.effects(frontpay.ReservationCapture, r.UUID)) != 1 {
+			t.Fatalf("failure %q, ledger %+v", f.Message, h.effects(frontpay.ReservationCapture, r.UUID))
 		}
-	}
-	for _, c := range cmds {
-		success(t, h.resultOf(t, c))
-		h.copies(t, c.Key, 3)
-	}
-	for i := range 12 {
-		if e := h.marked(fmt.Sprintf("fence-%d", i)); len(e) != 1 {
-			t.Errorf("submit %d took effect %d times", i, len(e))
+		h.sb.SetFault(frontpay.ReservationDetails, sandbox.Fault{})
+		sent := h.calls.count(frontpay.ReservationCapture, r.UUID)
+		replay := h.publish(t, frontpay.ReservationCapture, data, withKey("unknown-capture"), replayOf(h.resultOf(t, c).Event.ID))
+		s := success(t, h.await(t, byCause(replay.ID), "the replay's result"))
+		e := h.effects(frontpay.ReservationCapture, r.UUID)
+		if len(e) != 1 || responseUUID(t, s) != e[0].Reference || h.calls.count(frontpay.ReservationCapture, r.UUID) != sent {
+			t.Errorf("after the replay: ledger %+v, success names %s, %d captures sent", e, responseUUID(t, s), h.calls.count(frontpay.ReservationCapture, r.UUID)-sent)
 		}
-	}
-	for _, r := range rs {
+	})
+	t.Run("capture not applied", func(t *testing.T) {
+		t.Parallel()
+		h := setup(t)
+		r := h.paid(t)
+		h.sb.SetFault(frontpay.ReservationCapture, sandbox.Fault{DropBeforeShare: 1, Times: 1})
+		h.sb.SetFault(frontpay.ReservationDetails, sandbox.Fault{ErrorShare: 1})
+		data := captureData(r, 300, "unknown")
+		c := h.publish(t, frontpay.ReservationCapture, data, withKey("absent-capture"))
+		failure(t, h.resultOf(t, c), schemas.OutcomeUnknown)
+		h.sb.SetFault(frontpay.ReservationDetails, sandbox.Fault{})
+		replay := h.publish(t, frontpay.ReservationCapture, data, withKey("absent-capture"), replayOf(h.resultOf(t, c).Event.ID))
+		success(t, h.await(t, byCause(replay.ID), "the replay's result"))
 		if e := h.effects(frontpay.ReservationCapture, r.UUID); len(e) != 1 {
-			t.Errorf("capture of %s took effect %d times", r.UUID, len(e))
+			t.Errorf("after the replay: ledger %+v", e)
 		}
-	}
-	t.Logf("worker-a answered %d and %d duplicates, worker-b %d and %d",
-		obs[0].outcomes.Load(), obs[0].duplicates.Load(), obs[1].outcomes.Load(), obs[1].duplicates.Load())
+	})
+	t.Run("submit", func(t *testing.T) {
+		t.Parallel()
+		h := setup(t)
+		h.sb.SetFault(frontpay.ReservationSubmit, sandbox.Fault{DropShare: 1, Times: 1})
+		data := submitData("unknown-submit")
+		c := h.publish(t, frontpay.ReservationSubmit, data, withKey("unknown-submit"))
+		first := h.resultOf(t, c)
+		failure(t, first, schemas.OutcomeUnknown)
+		replay := h.publish(t, frontpay.ReservationSubmit, data, withKey("unknown-submit"), replayOf(first.Event.ID))
+		again := h.await(t, byCause(replay.ID), "the replay's result")
+		if f := failure(t, again, schemas.OutcomeUnknown); again.Event.ID == first.Event.ID || f.Attempts != 0 {
+			t.Errorf("replay answered %s (first %s), %d attempts", again.Event.ID, first.Event.ID, f.Attempts)
+		}
+		if e := h.marked("unknown-submit"); len(e) != 1 || h.calls.count(frontpay.ReservationSubmit, "") != 1 {
+			t.Errorf("submits: ledger %+v, %d sent", e, h.calls.count(frontpay.ReservationSubmit, ""))
+		}
+	})
 }
