@@ -35,6 +35,13 @@ import (
 // even while two workers believe they own the commands. The acks of a stale owner count (the
 // server does not check acks against the pin): each is the ack of a finished command.
 //
+// An owner that died. The server moves the pin only when it has a message to deliver, and the
+// commands a dead owner held come back only after AckWait: a standby would wait that long. So a
+// worker that does not own the commands looks at the consumer every third of PinnedTTL, and when
+// nobody is pinned while commands are delivered and unacked (their owner died, or stopped
+// without handing over), it resets the consumer itself: the server then delivers them again, pins
+// whoever pulls first, and that worker takes over as above.
+//
 // Copies. A held command (waiting for its turn or for a retry) may outlive AckWait: the server
 // sends it again to the owner, which drops the copy by its stream sequence.
 //
@@ -226,6 +233,48 @@ func (w *Worker) dropHeld() {
 		}
 	}
 	clear(w.fifos)
+}
+
+// watch resets the consumer when nobody owns the commands delivered and unacked; see above. It
+// runs until ctx ends.
+func (w *Worker) watch(ctx context.Context) {
+	tick := time.NewTicker(max(w.cfg.pinnedTTL()/3, time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		w.mu.Lock()
+		owner := w.own.synced || w.own.resyncing
+		w.mu.Unlock()
+		if owner {
+			continue
+		}
+		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if orphaned(ictx, w.consumer) {
+			w.log.Info("commands held by no owner: resetting the consumer")
+			if _, err := w.stream.ResetConsumer(ictx, ConsumerName); err != nil {
+				w.log.Warn("reset consumer", "err", err)
+			}
+		}
+		cancel()
+	}
+}
+
+// orphaned reports whether the consumer has commands delivered and unacked while nobody is pinned.
+func orphaned(ctx context.Context, c jetstream.Consumer) bool {
+	info, err := c.Info(ctx)
+	if err != nil || info.NumAckPending == 0 {
+		return false
+	}
+	for _, g := range info.PriorityGroups {
+		if g.Group == PriorityGroup && g.PinnedClientID != "" {
+			return false
+		}
+	}
+	return true
 }
 
 // stop ends consuming and hands the ownership over; commands waiting for a retry are handed back.

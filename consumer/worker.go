@@ -114,7 +114,7 @@ type Worker struct {
 	waiting   map[*task]*time.Timer
 	stopping  bool
 	active    sync.WaitGroup // tasks started and not settled, dropped or handed back
-	reporting sync.WaitGroup
+	reporting sync.WaitGroup // report and watch
 }
 
 // New returns a worker over a topology that Topology.Ensure has set up.
@@ -164,6 +164,7 @@ func (w *Worker) Run(ctx context.Context, ready func()) error {
 		return err
 	}
 	w.reporting.Go(func() { w.report(ctx) })
+	w.reporting.Go(func() { w.watch(ctx) })
 	if ready != nil {
 		ready()
 	}

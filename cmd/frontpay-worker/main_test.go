@@ -429,3 +429,112 @@ func readStream(t *testing.T, js jetstream.JetStream, stream string) []schemas.E
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestKilledOwner runs two worker processes, an owner and a standby, while every reservation of
+// eight gets a slow capture and then a complete. The owner is SIGKILLed with captures at the API:
+// the standby takes the commands over (after FRONTPAY_PIN_TTL) and finishes them all, in order,
+// each answered once and each taking effect once.
+func TestKilledOwner(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts worker processes")
+	}
+	t.Parallel()
+	ns, err := embedded.Start(embedded.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Shutdown()
+	sb := sandbox.New(sandbox.Options{Token: sandboxToken, RateLimit: -1, Seed: 8})
+	defer sb.Close()
+	sb.SetFault(frontpay.ReservationCapture, sandbox.Fault{Latency: 400 * time.Millisecond})
+	api := httptest.NewServer(sb)
+	defer api.Close()
+	client, err := frontpay.New(api.URL, sandboxToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := append(os.Environ(), asWorker+"=1", "NATS_URL="+ns.ClientURL(), "FRONTPAY_API_TOKEN="+sandboxToken,
+		"FRONTPAY_HTTP_ADDR=127.0.0.1:0", "FRONTPAY_API_TIMEOUT=5s", "FRONTPAY_PIN_TTL=3s",
+		"FRONTPAY_LEASE_MARGIN=500ms", "FRONTPAY_RETRY_INITIAL=50ms", "FRONTPAY_RETRY_MAX=200ms",
+		"FRONTPAY_LOG_FORMAT=json", "FRONTPAY_LOG_LEVEL=debug", "FRONTPAY_DRAIN_TIMEOUT=5s")
+	// Each worker reaches the API through a front of its own, which tells whose captures are in
+	// flight: the owner's.
+	var fronts [2]*apiFront
+	var workers [2]*exec.Cmd
+	for i := range workers {
+		fronts[i] = newAPIFront(t, sb)
+		workers[i] = startWorker(t, append(env, "FRONTPAY_API_URL="+fronts[i].URL))
+	}
+
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	waitFor(t, "the worker's streams", func() bool {
+		_, err := js.Stream(t.Context(), "FRONTPAY_COMMANDS")
+		return err == nil
+	})
+	type pair struct{ uuid, capture, complete string }
+	var pairs []pair
+	for i := range 8 {
+		uuid, line := paidReservation(t, client, sb)
+		pairs = append(pairs, pair{uuid: uuid,
+			capture: publishCommand(t, js, frontpay.ReservationCapture, map[string]any{
+				"reservationUuid": uuid, "grandTotal": 40, "products": []any{map[string]any{"id": line, "amount": 40}},
+				"additionalText": "pair " + strconv.Itoa(i),
+			}),
+			complete: publishCommand(t, js, frontpay.ReservationComplete, map[string]any{"reservationUuid": uuid, "note": "pair " + strconv.Itoa(i)}),
+		})
+	}
+	owner := -1
+	waitFor(t, "captures of the owner at the API", func() bool {
+		for i, f := range fronts {
+			if f.captures.Load() >= 2 {
+				owner = i
+				return true
+			}
+		}
+		return false
+	})
+	if err := workers[owner].Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = workers[owner].Wait()
+
+	results := map[string]map[string]schemas.Event{} // command id → result ids
+	waitFor(t, "a result for every command", func() bool {
+		for _, ev := range readStream(t, js, "FRONTPAY_RESULTS") {
+			if ev.CausationID == "" {
+				continue
+			}
+			if results[ev.CausationID] == nil {
+				results[ev.CausationID] = map[string]schemas.Event{}
+			}
+			results[ev.CausationID][ev.ID] = ev
+		}
+		return len(results) == 2*len(pairs)
+	})
+	for id, evs := range results {
+		for _, ev := range evs {
+			if len(evs) != 1 || !strings.HasSuffix(ev.Type, ".succeeded") {
+				t.Errorf("command %s: %d results, %s %s", id, len(evs), ev.Type, ev.Data)
+			}
+		}
+	}
+	effects := map[string][]string{} // reservation → its effects in ledger order
+	for _, e := range sb.Ledger() {
+		if e.Op == string(frontpay.ReservationCapture) || e.Op == string(frontpay.ReservationComplete) {
+			effects[e.UUID] = append(effects[e.UUID], e.Op)
+		}
+	}
+	for _, p := range pairs {
+		if got := strings.Join(effects[p.uuid], ","); got != "reservation.capture,reservation.complete" {
+			t.Errorf("reservation %s: effects %s", p.uuid, got)
+		}
+	}
+	if standby := fronts[1-owner]; standby.calls.Load() == 0 {
+		t.Error("the standby made no call")
+	}
+}
