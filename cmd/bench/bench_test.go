@@ -185,7 +185,8 @@ func TestMs(t *testing.T) {
 
 func TestParseScenarios(t *testing.T) {
 	for in, want := range map[string]string{
-		"all":                 "throughput,latency,ratelimit,memory",
+		"all":                 "throughput,idle,latency,ratelimit,memory,failover",
+		"failover,idle":       "idle,failover",
 		"latency,throughput":  "throughput,latency",
 		" memory , ratelimit": "ratelimit,memory",
 		"memory,memory":       "memory",

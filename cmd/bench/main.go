@@ -1,11 +1,14 @@
 // Command bench measures the worker on this machine: throughput against a bare JetStream→HTTP
-// pipeline and its overhead per command, throughput under API latency, the rate limiter against
-// the API's limit, and the peak memory of a worker process on a large backlog.
+// pipeline, its JetStream operations and API calls per command and its overhead per command,
+// the time one command takes on an idle worker, throughput under API latency, the rate limiter
+// against the API's limit, the peak memory of a worker process on a large backlog, and how long
+// commands wait when their owner is SIGKILLed.
 //
-//	go run ./cmd/bench [-json out.json] [-scenarios all|throughput,latency,ratelimit,memory] [-n 20000]
+//	go run ./cmd/bench [-json out.json] [-scenarios all|throughput,idle,latency,ratelimit,memory,failover] [-n 20000]
 //
-// Everything runs in one go: file-backed JetStream (embedded, or nats-server for memory) in a
-// temporary directory and the sandbox over loopback HTTP, sharing the machine with the worker. It
+// Everything runs in one go: file-backed JetStream (embedded, or a nats-server process for memory
+// and failover) in a temporary directory and the sandbox over loopback HTTP, sharing the machine
+// with the worker. It
 // prints one table (scenario, figure, target, met?) and writes the same as JSON with the machine's
 // facts and the command line. Run it on a quiet machine: its figures are the machine's too.
 package main
@@ -38,6 +41,8 @@ type config struct {
 	n            int
 	halfDuration time.Duration
 
+	idleN int
+
 	latencyN int
 	latency  time.Duration
 
@@ -50,7 +55,7 @@ type config struct {
 	memoryDuration time.Duration
 }
 
-var allScenarios = []string{"throughput", "latency", "ratelimit", "memory"}
+var allScenarios = []string{"throughput", "idle", "latency", "ratelimit", "memory", "failover"}
 
 func parseFlags(args []string) (*config, error) {
 	cfg := &config{}
@@ -63,6 +68,7 @@ func parseFlags(args []string) (*config, error) {
 	fs.DurationVar(&cfg.phaseTimeout, "phase-timeout", 10*time.Minute, "longest wait for the results of one batch of commands")
 	fs.IntVar(&cfg.n, "n", 20000, "throughput: captures of the full-load runs (worker and bare pipeline)")
 	fs.DurationVar(&cfg.halfDuration, "half-duration", 10*time.Second, "throughput: how long the half-load publisher runs")
+	fs.IntVar(&cfg.idleN, "idle-n", 100, "idle: captures (and charges, completes, cancels) published one at a time")
 	fs.IntVar(&cfg.latencyN, "latency-n", 3000, "latency: captures")
 	fs.DurationVar(&cfg.latency, "latency", 50*time.Millisecond, "latency: the sandbox's latency on capture")
 	fs.IntVar(&cfg.ratelimitN, "ratelimit-n", 600, "ratelimit: details commands in the backlog (raised to 125% of what the run's duration allows)")
@@ -82,8 +88,8 @@ func parseFlags(args []string) (*config, error) {
 		return nil, err
 	}
 	switch {
-	case cfg.n < 1 || cfg.latencyN < 1 || cfg.memoryN < 1 || cfg.ratelimitN < 1:
-		return nil, errors.New("-n, -latency-n, -ratelimit-n and -memory-commands must be at least 1")
+	case cfg.n < 1 || cfg.idleN < 1 || cfg.latencyN < 1 || cfg.memoryN < 1 || cfg.ratelimitN < 1:
+		return nil, errors.New("-n, -idle-n, -latency-n, -ratelimit-n and -memory-commands must be at least 1")
 	case cfg.concurrency < 1:
 		return nil, errors.New("-concurrency must be at least 1")
 	case cfg.latency <= 0 || cfg.ratelimitDuration <= 0 || cfg.memoryDuration <= 0 || cfg.halfDuration <= 0:
@@ -232,6 +238,7 @@ func run(ctx context.Context, cfg *config, args []string) int {
 			"apiTimeout":            cfg.apiTimeout.String(),
 			"n":                     fmt.Sprint(cfg.n),
 			"halfDuration":          cfg.halfDuration.String(),
+			"idleN":                 fmt.Sprint(cfg.idleN),
 			"latencyN":              fmt.Sprint(cfg.latencyN),
 			"latency":               cfg.latency.String(),
 			"ratelimitN":            fmt.Sprint(cfg.ratelimitN),
@@ -241,16 +248,17 @@ func run(ctx context.Context, cfg *config, args []string) int {
 			"memoryCommands":        fmt.Sprint(cfg.memoryN),
 			"memoryDuration":        cfg.memoryDuration.String(),
 			"worker":                "consumer.Worker as cmd/frontpay-worker wires it (rate limiter, metrics, publisher, JSON log at info to io.Discard); production defaults otherwise, but DrainTimeout 2s",
-			"nats":                  "file storage in a temporary directory; embedded server in this process (memory: a nats-server process)",
+			"nats":                  "file storage in a temporary directory; embedded server in this process (memory, failover: a nats-server process and worker processes)",
 			"sandbox":               "in this process over loopback HTTP (httptest); API time = the sandbox handler's duration",
-			"overheadDefinition":    "(result arrival − publish) − API time of the command's reservation (baseline details read + capture)",
+			"overheadDefinition":    "(result arrival − publish) − API time of the command's reservation (its requests; a capture with the read-back marker makes one)",
 			"resultArrivalObserved": "core NATS subscription to the result subjects on the benchmark's connection",
 		},
 	}
 	log.Printf("machine: %d CPUs (%s), %s, load %s", rep.Machine.NumCPU, rep.Machine.CPUModel, rep.Machine.GoVersion, rep.Machine.LoadAtStart)
 	start := time.Now()
 	scenarios := map[string]func(context.Context, *config) ([]Row, error){
-		"throughput": throughput, "latency": latency, "ratelimit": ratelimit, "memory": memory,
+		"throughput": throughput, "idle": idle, "latency": latency, "ratelimit": ratelimit, "memory": memory,
+		"failover": failover,
 	}
 	for _, name := range cfg.scenarios {
 		if ctx.Err() != nil {

@@ -24,78 +24,157 @@ import (
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
 )
 
-// memory measures the peak resident memory of a worker process working on a backlog: an external
-// nats-server, cfg.memoryN details commands waiting, then `frontpay-worker run` against the
-// sandbox (zero latency, no limit) for cfg.memoryDuration or until the backlog is answered.
-func memory(ctx context.Context, cfg *config) ([]Row, error) {
-	const sc = "memory"
-	dir, err := os.MkdirTemp("", "frontpay-bench-memory-")
-	if err != nil {
+// procWorld is a scenario's world of processes: nats-server and frontpay-worker built from this
+// module into a temporary directory, a nats-server process with a file store there, the worker's
+// topology, and the sandbox over loopback HTTP behind a recorder.
+type procWorld struct {
+	dir       string
+	url       string // the nats-server's
+	workerBin string
+	ns        *exec.Cmd
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	topo      consumer.Topology
+	rec       *recorder
+	sb        *sandbox.Sandbox
+	srv       *httptest.Server
+	api       *frontpay.Client // the benchmark's, for setup
+}
+
+// newProcWorld builds the binaries and starts nats-server and the sandbox; close it with close.
+func newProcWorld(ctx context.Context, name string, seed int64) (_ *procWorld, err error) {
+	p := &procWorld{topo: consumer.Topology{}, rec: newRecorder()}
+	defer func() {
+		if err != nil {
+			p.close()
+		}
+	}()
+	if p.dir, err = os.MkdirTemp("", "frontpay-bench-"+name+"-"); err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(dir)
-
 	root, err := moduleRoot(ctx)
 	if err != nil {
 		return nil, err
 	}
-	natsBin, workerBin := filepath.Join(dir, "nats-server"), filepath.Join(dir, "frontpay-worker")
+	natsBin := filepath.Join(p.dir, "nats-server")
+	p.workerBin = filepath.Join(p.dir, "frontpay-worker")
 	t := time.Now()
-	for _, b := range [][2]string{{natsBin, "github.com/nats-io/nats-server/v2"}, {workerBin, "./cmd/frontpay-worker"}} {
+	for _, b := range [][2]string{{natsBin, "github.com/nats-io/nats-server/v2"}, {p.workerBin, "./cmd/frontpay-worker"}} {
 		cmd := exec.CommandContext(ctx, goTool(), "build", "-o", b[0], b[1])
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("go build %s: %w\n%s", b[1], err, out)
 		}
 	}
-	log.Printf("memory: built nats-server and frontpay-worker in %s", time.Since(t).Round(time.Millisecond))
+	log.Printf("%s: built nats-server and frontpay-worker in %s", name, time.Since(t).Round(time.Millisecond))
 
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	url := "nats://127.0.0.1:" + strconv.Itoa(port)
-	ns := exec.Command(natsBin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", filepath.Join(dir, "store"))
-	nsLog, err := os.Create(filepath.Join(dir, "nats-server.log"))
+	p.url = "nats://127.0.0.1:" + strconv.Itoa(port)
+	p.ns = exec.Command(natsBin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", filepath.Join(p.dir, "store"))
+	nsLog, err := os.Create(filepath.Join(p.dir, "nats-server.log"))
 	if err != nil {
 		return nil, err
 	}
 	defer nsLog.Close()
-	ns.Stdout, ns.Stderr = nsLog, nsLog
-	if err := ns.Start(); err != nil {
+	p.ns.Stdout, p.ns.Stderr = nsLog, nsLog
+	if err := p.ns.Start(); err != nil {
 		return nil, err
 	}
-	defer stopProcess(ns, 10*time.Second)
-
-	nc, err := nats.Connect(url, nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
-		nats.Name("frontpay-bench"))
-	if err != nil {
+	if p.nc, err = nats.Connect(p.url, nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1),
+		nats.ReconnectWait(100*time.Millisecond), nats.Name("frontpay-bench")); err != nil {
 		return nil, err
 	}
-	defer nc.Close()
-	if err := waitConnected(ctx, nc, 30*time.Second); err != nil {
+	if err := waitConnected(ctx, p.nc, 30*time.Second); err != nil {
 		return nil, fmt.Errorf("nats-server: %w", err)
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
-	if err != nil {
+	if p.js, err = jetstream.New(p.nc, jetstream.WithPublishAsyncMaxPending(4096)); err != nil {
 		return nil, err
 	}
-	topo := consumer.Topology{AckWait: 30 * time.Second}
-	if _, err := topo.Ensure(ctx, js); err != nil {
+	if _, err := p.topo.Ensure(ctx, p.js); err != nil {
 		return nil, err
 	}
+	p.sb = sandbox.New(sandbox.Options{Token: token, RateLimit: -1, Seed: seed})
+	p.srv = httptest.NewServer(p.rec.wrap(p.sb))
+	p.api, err = frontpay.New(p.srv.URL, token, frontpay.WithTimeout(30*time.Second))
+	return p, err
+}
 
-	rec := newRecorder()
-	sb := sandbox.New(sandbox.Options{Token: token, RateLimit: -1, Seed: 4})
-	defer sb.Close()
-	srv := httptest.NewServer(rec.wrap(sb))
-	defer srv.Close()
-	api, err := frontpay.New(srv.URL, token, frontpay.WithTimeout(30*time.Second))
+func (p *procWorld) close() {
+	if p.srv != nil {
+		p.srv.Close()
+	}
+	if p.sb != nil {
+		p.sb.Close()
+	}
+	if p.nc != nil {
+		p.nc.Close()
+	}
+	if p.ns != nil {
+		stopProcess(p.ns, 10*time.Second)
+	}
+	if p.dir != "" {
+		_ = os.RemoveAll(p.dir)
+	}
+}
+
+// workerProcess is a `frontpay-worker run` process of a procWorld.
+type workerProcess struct {
+	cmd    *exec.Cmd
+	log    string // its log file
+	exited chan struct{}
+}
+
+// startWorker starts `frontpay-worker run` against the world, with production's defaults but
+// for env; its log goes to a file of its own.
+func (p *procWorld) startWorker(name string, env ...string) (*workerProcess, error) {
+	wp := &workerProcess{log: filepath.Join(p.dir, name+".log"), exited: make(chan struct{})}
+	f, err := os.Create(wp.log)
 	if err != nil {
 		return nil, err
 	}
-	t = time.Now()
-	res, err := setupReservations(ctx, api, sb, cfg.memoryN, false)
+	wp.cmd = exec.Command(p.workerBin, "run")
+	wp.cmd.Env = append(append(cleanEnv(), "NATS_URL="+p.url, "FRONTPAY_API_URL="+p.srv.URL, "FRONTPAY_API_TOKEN="+token,
+		"FRONTPAY_API_RATE=0", "FRONTPAY_HTTP_ADDR=127.0.0.1:0", "FRONTPAY_HISTORY_POLL=0", "FRONTPAY_WORKER_NAME="+name), env...)
+	wp.cmd.Stdout, wp.cmd.Stderr = f, f
+	if err := wp.cmd.Start(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	go func() { _ = wp.cmd.Wait(); f.Close(); close(wp.exited) }()
+	return wp, nil
+}
+
+// stop ends the process: SIGTERM, then SIGKILL after grace.
+func (wp *workerProcess) stop(grace time.Duration) {
+	select {
+	case <-wp.exited:
+		return
+	default:
+	}
+	_ = wp.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-wp.exited:
+	case <-time.After(grace):
+		_ = wp.cmd.Process.Kill()
+		<-wp.exited
+	}
+}
+
+// memory measures the peak resident memory of a worker process working on a backlog: an external
+// nats-server, cfg.memoryN details commands waiting, then `frontpay-worker run` against the
+// sandbox (zero latency, no limit) for cfg.memoryDuration or until the backlog is answered.
+func memory(ctx context.Context, cfg *config) ([]Row, error) {
+	const sc = "memory"
+	p, err := newProcWorld(ctx, sc, 4)
+	if err != nil {
+		return nil, err
+	}
+	defer p.close()
+	t := time.Now()
+	res, err := setupReservations(ctx, p.api, p.sb, cfg.memoryN, false)
 	if err != nil {
 		return nil, err
 	}
@@ -103,42 +182,23 @@ func memory(ctx context.Context, cfg *config) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := publishAll(ctx, js, cmds, make([]int64, len(cmds))); err != nil {
+	if err := publishAll(ctx, p.js, cmds, make([]int64, len(cmds))); err != nil {
 		return nil, err
 	}
 	log.Printf("memory: %d reservations set up and their details commands published in %s", cfg.memoryN, time.Since(t).Round(time.Millisecond))
-	rec.reset() // the setup's requests are not the worker's
-	results, err := js.Stream(ctx, topo.ResultStream())
+	p.rec.reset() // the setup's requests are not the worker's
+	results, err := p.js.Stream(ctx, p.topo.ResultStream())
 	if err != nil {
 		return nil, err
 	}
 
-	workerLog := filepath.Join(dir, "worker.log")
-	wl, err := os.Create(workerLog)
-	if err != nil {
-		return nil, err
-	}
-	defer wl.Close()
-	wp := exec.Command(workerBin, "run")
-	wp.Env = append(cleanEnv(), "NATS_URL="+url, "FRONTPAY_API_URL="+srv.URL, "FRONTPAY_API_TOKEN="+token,
-		"FRONTPAY_API_RATE=0", "FRONTPAY_HTTP_ADDR=127.0.0.1:0", "FRONTPAY_HISTORY_POLL=0")
-	wp.Stdout, wp.Stderr = wl, wl
 	started := time.Now()
-	if err := wp.Start(); err != nil {
+	wp, err := p.startWorker("worker")
+	if err != nil {
 		return nil, err
 	}
-	log.Printf("memory: worker pid %d started on a backlog of %d; up to %s", wp.Process.Pid, cfg.memoryN, cfg.memoryDuration)
-
-	exited := make(chan struct{})
-	go func() { _ = wp.Wait(); close(exited) }()
-	defer func() { // on an early return: the worker must not outlive the benchmark
-		select {
-		case <-exited:
-		default:
-			_ = wp.Process.Kill()
-			<-exited
-		}
-	}()
+	defer wp.stop(30 * time.Second) // on an early return: the worker must not outlive the benchmark
+	log.Printf("memory: worker pid %d started on a backlog of %d; up to %s", wp.cmd.Process.Pid, cfg.memoryN, cfg.memoryDuration)
 	var hwm, rss int64
 	var answered uint64
 	var finished time.Duration
@@ -149,11 +209,11 @@ loop:
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-exited:
-			return nil, fmt.Errorf("the worker exited early (%v); its log:\n%s", wp.ProcessState, tail(workerLog, 20))
+		case <-wp.exited:
+			return nil, fmt.Errorf("the worker exited early (%v); its log:\n%s", wp.cmd.ProcessState, tail(wp.log, 20))
 		case <-tick.C:
 		}
-		if h, r, err := procMemory(wp.Process.Pid); err == nil {
+		if h, r, err := procMemory(wp.cmd.Process.Pid); err == nil {
 			hwm, rss = max(hwm, h), r
 		}
 		if info, err := results.Info(ctx); err == nil {
@@ -167,19 +227,13 @@ loop:
 			break loop
 		}
 	}
-	if h, r, err := procMemory(wp.Process.Pid); err == nil {
+	if h, r, err := procMemory(wp.cmd.Process.Pid); err == nil {
 		hwm, rss = max(hwm, h), r
 	} else if hwm == 0 {
-		return nil, fmt.Errorf("read /proc/%d/status: %w", wp.Process.Pid, err)
+		return nil, fmt.Errorf("read /proc/%d/status: %w", wp.cmd.Process.Pid, err)
 	}
-	_ = wp.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-exited:
-	case <-time.After(30 * time.Second):
-		_ = wp.Process.Kill()
-		<-exited
-	}
-	_, statuses := rec.counts()
+	wp.stop(30 * time.Second)
+	_, statuses := p.rec.counts()
 	mib := float64(hwm) / 1024 // VmHWM is in kB
 	rows := []Row{
 		below(sc, "worker peak RSS (VmHWM)", mib, "MiB", fmt.Sprintf("%.1f MiB", mib), 100, "< 100 MiB"),

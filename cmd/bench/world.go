@@ -193,6 +193,19 @@ func drain(nc *nats.Conn) {
 	}
 }
 
+// inMsgs is how many messages clients have sent the embedded server so far.
+func (w *world) inMsgs() int64 {
+	v, err := w.srv.Server().Varz(nil)
+	if err != nil {
+		return 0
+	}
+	return v.InMsgs
+}
+
+// opsPerCommand is the messages clients sent the server per command, less the command's own
+// publish.
+func opsPerCommand(msgs int64, n int) float64 { return float64(msgs)/float64(max(n, 1)) - 1 }
+
 // recorder wraps the sandbox: for every API request it notes when it arrived, its answer's status
 // and how long the sandbox took, and sums the durations by reservation UUID.
 type recorder struct {
@@ -218,6 +231,13 @@ func (r *recorder) apiTime(uuid string) time.Duration {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.byUUID[uuid]
+}
+
+// perCommand is the API requests since the last reset per command, for n commands.
+func (r *recorder) perCommand(n int) float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return float64(len(r.arrivals)) / float64(max(n, 1))
 }
 
 // counts returns the arrival times of the requests since the last reset and the count of answers
