@@ -6,11 +6,15 @@ package consumer
 //	                       SHA-256 of the idempotency key, so any text is a valid key
 //	owner.<consumer>       what the owner of a consumer holds, written every few seconds
 //	                       (lag.go), for `frontpay-worker lag`
+//	merchant.<id>          where a merchant's consumer starts, or up to which sequence its commands
+//	                       were answered as an unknown merchant's (merchants.go)
+//	member.<instance>      a replica's heartbeat, for spreading merchants (package fleet)
 //	status.<id>            a status change published (package status), by its event id
 //	checkpoint.history     where the history poll has read up to (package status)
 //
 // Every key outlives its last change by the bucket's TTL (StateTTL).
 const (
-	KeyPrefixRecord = "idem."
-	KeyPrefixOwner  = "owner."
+	KeyPrefixRecord   = "idem."
+	KeyPrefixOwner    = "owner."
+	KeyPrefixMerchant = "merchant."
 )

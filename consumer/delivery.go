@@ -142,6 +142,7 @@ func (w *Worker) bury(ctx context.Context, t *task) error {
 func (w *Worker) refuse(ctx context.Context, t *task) error {
 	raw := t.raw
 	o := schemas.OriginOf(t.op, raw)
+	o.Merchant = w.cfg.Merchant
 	f := t.invalid.Failure(raw)
 	if len(raw) > schemas.MaxCommandBytes {
 		w.obs.DeadLetter()
@@ -161,5 +162,5 @@ func (w *Worker) refuse(ctx context.Context, t *task) error {
 	w.obs.Outcome(t.op, false, schemas.InvalidCommand)
 	w.log.Warn("invalid command", "op", t.op, "id", o.CommandID, "key", o.Key, "correlationid", o.CorrelationID,
 		"resource", o.Resource, "problems", len(t.invalid.Fields))
-	return w.pub.Publish(ctx, schemas.ResultSubject(w.cfg.Prefix, t.op, false), ev.ID, b)
+	return w.pub.Publish(ctx, schemas.ResultSubject(w.subjects(), t.op, false), ev.ID, b)
 }

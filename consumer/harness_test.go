@@ -64,9 +64,10 @@ type harness struct {
 }
 
 type options struct {
-	sandbox  sandbox.Options
-	token    string // the worker's API token
-	noWorker bool
+	sandbox   sandbox.Options
+	token     string // the worker's API token
+	noWorker  bool
+	merchants bool // the topology of a deployment of several merchants
 }
 
 type option func(*options)
@@ -82,6 +83,13 @@ func workerToken(token string) option { return func(o *options) { o.token = toke
 // withoutWorker leaves starting workers to the test.
 func withoutWorker() option { return func(o *options) { o.noWorker = true } }
 
+// withMerchants sets up the topology of a deployment of several merchants with the common prefix
+// "p." (a stream over "*.…" subjects would overlap JetStream's API), and no worker: the test starts
+// one per merchant (Config.Merchant).
+func withMerchants() option {
+	return func(o *options) { o.merchants, o.noWorker = true, true }
+}
+
 // setup starts the server, the topology, the sandbox and (unless told otherwise) a worker; all
 // of it stops when the test ends.
 func setup(t testing.TB, opts ...option) *harness {
@@ -90,7 +98,7 @@ func setup(t testing.TB, opts ...option) *harness {
 	for _, f := range opts {
 		f(&o)
 	}
-	h := &harness{t: t, storeDir: t.TempDir(), topo: Topology{AckWait: ackWait, PinnedTTL: pinnedTTL}, calls: newAPICalls(),
+	h := &harness{t: t, storeDir: t.TempDir(), topo: Topology{AckWait: ackWait, PinnedTTL: pinnedTTL, Merchants: o.merchants, Prefix: map[bool]string{true: "p."}[o.merchants]}, calls: newAPICalls(),
 		results: &collector{}, sent: &collector{}}
 	h.startServer(0)
 	t.Cleanup(h.stopServer)
@@ -178,7 +186,7 @@ func (h *harness) collect() {
 		t.Fatal(err)
 	}
 	t.Cleanup(cc.Stop)
-	for _, subject := range []string{"*.*.succeeded", "*.*.failed"} {
+	for _, subject := range []string{"*.*.succeeded", "*.*.failed", "*.*.*.succeeded", "*.*.*.failed"} {
 		sub, err := h.nc.Subscribe(subject, func(m *nats.Msg) { h.sent.add(m.Subject, m.Header, m.Data) })
 		if err != nil {
 			t.Fatal(err)
@@ -197,7 +205,7 @@ func (h *harness) checkResults() {
 		if err := resultSchema(t).Validate(mustUnmarshalAny(t, r.Data)); err != nil {
 			t.Errorf("result %s does not follow result.schema.json: %v\n%s", r.Event.ID, err, r.Data)
 		}
-		if r.Subject != r.Event.Type || r.MsgID != r.Event.ID {
+		if r.Subject != h.topo.SubjectPrefix(r.Event.Merchant)+r.Event.Type || r.MsgID != r.Event.ID {
 			t.Errorf("result on %s with Nats-Msg-Id %q is a %s event with id %s", r.Subject, r.MsgID, r.Event.Type, r.Event.ID)
 		}
 		if ids[r.Event.ID] {
@@ -416,11 +424,12 @@ func failure(t testing.TB, r received, reason schemas.Reason) schemas.Failure {
 
 // command is a command event as published.
 type command struct {
-	Op  frontpay.Operation
-	ID  string
-	Key string
-	Raw []byte
-	Seq uint64 // its stream sequence once published
+	Op       frontpay.Operation
+	ID       string
+	Key      string
+	Raw      []byte
+	Merchant string // whose subject it is published on, with withMerchants
+	Seq      uint64 // its stream sequence once published
 }
 
 func (c command) String() string { return fmt.Sprintf("%s %s (key %s)", c.Op, c.ID, c.Key) }
@@ -463,9 +472,9 @@ func (h *harness) publish(t testing.TB, op frontpay.Operation, data any, edits .
 // send publishes a command on its subject with Nats-Msg-Id msgID (its id when empty).
 func (h *harness) send(t testing.TB, c command, msgID string) command {
 	t.Helper()
-	m := nats.NewMsg(schemas.CommandSubject(h.topo.Prefix, c.Op))
+	m := nats.NewMsg(schemas.CommandSubject(h.topo.SubjectPrefix(c.Merchant), c.Op))
 	m.Data = c.Raw
-	m.Header.Set(jetstream.MsgIDHeader, cmp.Or(msgID, c.ID))
+	m.Header.Set(jetstream.MsgIDHeader, cmp.Or(msgID, c.Merchant+c.ID))
 	c.Seq = h.publishMsg(t, m)
 	return c
 }
@@ -488,9 +497,15 @@ func (h *harness) publishMsg(t testing.TB, m *nats.Msg) uint64 {
 // acknowledged.
 func (h *harness) consumerIdle(t testing.TB) bool {
 	t.Helper()
+	return h.consumerIdleOf(t, ConsumerName)
+}
+
+// consumerIdleOf is consumerIdle of the consumer name.
+func (h *harness) consumerIdleOf(t testing.TB, name string) bool {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	c, err := h.js.Consumer(ctx, h.topo.CommandStream(), ConsumerName)
+	c, err := h.js.Consumer(ctx, h.topo.CommandStream(), name)
 	if err != nil {
 		return false
 	}

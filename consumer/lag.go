@@ -24,7 +24,9 @@ import (
 // its turn on its reservation or for a worker), AckPending held in all (Pending and those in
 // flight or waiting for a retry), OldestAge the age of the oldest held.
 type ConsumerLag struct {
-	Consumer    string `json:"consumer"`  // the durable consumer, frontpay-commands
+	// Merchant is the merchant, in a deployment of several ("" otherwise).
+	Merchant    string `json:"merchant,omitempty"`
+	Consumer    string `json:"consumer"`  // the durable consumer, frontpay-commands or frontpay-<merchant>
 	Operation   string `json:"operation"` // e.g. reservation.capture; "" for the consumer as a whole
 	Pending     uint64 `json:"pending"`
 	AckPending  int    `json:"ackPending"`
@@ -109,41 +111,47 @@ func (w *Worker) report(ctx context.Context) {
 		if err != nil {
 			continue
 		}
-		if _, err := w.kv.Put(ctx, KeyPrefixOwner+ConsumerName, b); err != nil {
+		if _, err := w.kv.Put(ctx, KeyPrefixOwner+w.consumerName(), b); err != nil {
 			w.log.Debug("owner report", "err", err)
 		}
 	}
 }
 
-// Lag reads the consumer (one row, Operation "") and the owner's report of each operation (one
-// row each, in the order of frontpay.Operations): the consumer's state, the timestamp of its
-// oldest unacked command, and the report from the state bucket. Operation rows are zero when no
-// owner reported within three of its report periods. It fails when the consumer does not exist.
-func (t Topology) Lag(ctx context.Context, js jetstream.JetStream) ([]ConsumerLag, error) {
+// Lag reads a merchant's consumer ("": a one-merchant deployment's) as one row (Operation "")
+// and the owner's report of each operation (one row each, in the order of frontpay.Operations):
+// the consumer's state, the timestamp of its oldest unacked command, and the report from the
+// state bucket. Operation rows are zero when no owner reported within three of its report
+// periods. It fails when the consumer does not exist.
+func (t Topology) Lag(ctx context.Context, js jetstream.JetStream, merchant string) ([]ConsumerLag, error) {
 	stream, err := js.Stream(ctx, t.CommandStream())
 	if err != nil {
 		return nil, fmt.Errorf("open stream %s: %w", t.CommandStream(), err)
 	}
-	c, err := stream.Consumer(ctx, ConsumerName)
+	name := ConsumerFor(merchant)
+	c, err := stream.Consumer(ctx, name)
 	if err != nil {
-		return nil, fmt.Errorf("read consumer %s: %w", ConsumerName, err)
+		return nil, fmt.Errorf("read consumer %s: %w", name, err)
 	}
 	info := c.CachedInfo()
 	now := time.Now()
 	row := ConsumerLag{
-		Consumer: ConsumerName, Pending: info.NumPending, AckPending: info.NumAckPending,
+		Merchant: merchant, Consumer: name, Pending: info.NumPending, AckPending: info.NumAckPending,
 		Redelivered: info.NumRedelivered, Waiting: info.NumWaiting,
 	}
 	if info.NumPending > 0 || info.NumAckPending > 0 {
-		m, err := stream.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(">"))
+		filter := ">"
+		if merchant != "" {
+			filter = t.SubjectPrefix(merchant) + ">"
+		}
+		m, err := stream.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(filter))
 		if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-			return nil, fmt.Errorf("oldest command of %s: %w", ConsumerName, err)
+			return nil, fmt.Errorf("oldest command of %s: %w", name, err)
 		}
 		if m != nil {
 			row.OldestAge = max(now.Sub(m.Time), 0)
 		}
 	}
-	rep, err := t.readReport(ctx, js)
+	rep, err := t.readReport(ctx, js, name)
 	if err != nil {
 		return nil, err
 	}
@@ -152,7 +160,7 @@ func (t Topology) Lag(ctx context.Context, js jetstream.JetStream) ([]ConsumerLa
 	}
 	out := []ConsumerLag{row}
 	for _, op := range frontpay.Operations() {
-		l := ConsumerLag{Consumer: ConsumerName, Operation: string(op)}
+		l := ConsumerLag{Merchant: merchant, Consumer: name, Operation: string(op)}
 		if rep != nil {
 			out[0].Owner = rep.Instance
 			if i := slices.IndexFunc(rep.Ops, func(h opHeld) bool { return h.Op == op }); i >= 0 {
@@ -168,13 +176,13 @@ func (t Topology) Lag(ctx context.Context, js jetstream.JetStream) ([]ConsumerLa
 	return out, nil
 }
 
-// readReport reads the owner's last report, nil when there is none.
-func (t Topology) readReport(ctx context.Context, js jetstream.JetStream) (*ownerReport, error) {
+// readReport reads the last report of a consumer's owner, nil when there is none.
+func (t Topology) readReport(ctx context.Context, js jetstream.JetStream, consumer string) (*ownerReport, error) {
 	kv, err := js.KeyValue(ctx, t.StateBucket())
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", t.StateBucket(), err)
 	}
-	e, err := kv.Get(ctx, KeyPrefixOwner+ConsumerName)
+	e, err := kv.Get(ctx, KeyPrefixOwner+consumer)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
 	}

@@ -131,7 +131,7 @@ func lagSeq(t *testing.T, m jetstream.Msg) (stream, delivered uint64) {
 func lagRead(t *testing.T, topo Topology, js jetstream.JetStream) (ConsumerLag, map[frontpay.Operation]ConsumerLag, time.Time, time.Time) {
 	t.Helper()
 	before := time.Now().Round(0)
-	lags, err := topo.Lag(t.Context(), js)
+	lags, err := topo.Lag(t.Context(), js, "")
 	after := time.Now().Round(0)
 	if err != nil {
 		t.Fatal(err)
@@ -275,11 +275,11 @@ func TestLagNamesWhatIsMissing(t *testing.T) {
 	if err := w.stream.DeleteConsumer(t.Context(), ConsumerName); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := w.topo.Lag(t.Context(), w.js); err == nil || !strings.Contains(err.Error(), ConsumerName) {
+	if _, err := w.topo.Lag(t.Context(), w.js, ""); err == nil || !strings.Contains(err.Error(), ConsumerName) {
 		t.Errorf("Lag without %s: %v", ConsumerName, err)
 	}
 	other := Topology{Prefix: "shop9.", AckWait: time.Second}
-	if _, err := other.Lag(t.Context(), w.js); err == nil || !strings.Contains(err.Error(), other.CommandStream()) {
+	if _, err := other.Lag(t.Context(), w.js, ""); err == nil || !strings.Contains(err.Error(), other.CommandStream()) {
 		t.Errorf("Lag of a topology never set up: %v", err)
 	}
 }

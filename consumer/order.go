@@ -52,7 +52,7 @@ type task struct {
 // decode reads a delivery: which operation, and whether it is a valid command.
 func (w *Worker) decode(m jetstream.Msg, md *jetstream.MsgMetadata, epoch uint64) *task {
 	t := &task{msg: m, seq: md.Sequence.Stream, epoch: epoch, received: md.Timestamp}
-	op, ok := schemas.OpFromSubject(w.cfg.Prefix, m.Subject())
+	op, ok := schemas.OpFromSubject(w.subjects(), m.Subject())
 	t.op = op
 	if !ok {
 		t.deadLetter = "not a command subject"

@@ -179,7 +179,7 @@ func (w *Worker) resync(ctx context.Context, pin string) {
 	w.log.Info("taking over the commands: resetting the consumer", "pin", pin)
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := w.stream.ResetConsumer(rctx, ConsumerName)
+		_, err := w.stream.ResetConsumer(rctx, w.consumerName())
 		cancel()
 		if err == nil {
 			break
@@ -255,7 +255,7 @@ func (w *Worker) watch(ctx context.Context) {
 		ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		if orphaned(ictx, w.consumer) {
 			w.log.Info("commands held by no owner: resetting the consumer")
-			if _, err := w.stream.ResetConsumer(ictx, ConsumerName); err != nil {
+			if _, err := w.stream.ResetConsumer(ictx, w.consumerName()); err != nil {
 				w.log.Warn("reset consumer", "err", err)
 			}
 		}
@@ -291,7 +291,7 @@ func (w *Worker) stop() {
 	w.consumeMu.Unlock()
 	if owner {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		if err := w.stream.UnpinConsumer(ctx, ConsumerName, PriorityGroup); err != nil {
+		if err := w.stream.UnpinConsumer(ctx, w.consumerName(), PriorityGroup); err != nil {
 			w.log.Debug("unpin", "err", err)
 		}
 		cancel()

@@ -276,7 +276,7 @@ func (w *Worker) succeed(ctx context.Context, t *task, status int, message strin
 	if len(response) == 0 {
 		response = json.RawMessage("null")
 	}
-	ev, err := schemas.NewSuccess(w.cfg.Source, t.cmd.Origin(), schemas.Success{HTTPStatus: status, Message: message, Response: response}, w.now())
+	ev, err := schemas.NewSuccess(w.cfg.Source, w.origin(t), schemas.Success{HTTPStatus: status, Message: message, Response: response}, w.now())
 	if err != nil {
 		return err
 	}
@@ -302,7 +302,7 @@ func (w *Worker) failure(t *task, f schemas.Failure) (schemas.Event, error) {
 	if len(f.Errors) == 0 {
 		f.Errors = json.RawMessage("null")
 	}
-	return schemas.NewFailure(w.cfg.Source, t.cmd.Origin(), f, w.now())
+	return schemas.NewFailure(w.cfg.Source, w.origin(t), f, w.now())
 }
 
 // conflict publishes the idempotency_conflict failure of a command whose key was used by another
@@ -315,13 +315,13 @@ func (w *Worker) conflict(ctx context.Context, t *task) error {
 	if err != nil {
 		return err
 	}
-	ev.ID = schemas.ResultID(t.cmd.Key+"\x00conflict\x00"+t.cmd.ID, false, schemas.IdempotencyConflict)
+	ev.ID = schemas.ResultID(schemas.MerchantKey(w.cfg.Merchant, t.cmd.Key)+"\x00conflict\x00"+t.cmd.ID, false, schemas.IdempotencyConflict)
 	raw, err := json.Marshal(ev)
 	if err != nil {
 		return err
 	}
 	w.obs.Outcome(t.cmd.Op, false, schemas.IdempotencyConflict)
-	return w.pub.Publish(ctx, schemas.ResultSubject(w.cfg.Prefix, t.cmd.Op, false), ev.ID, raw)
+	return w.pub.Publish(ctx, schemas.ResultSubject(w.subjects(), t.cmd.Op, false), ev.ID, raw)
 }
 
 // finish records the result event, in the same write as the outcome, so that every later
@@ -332,7 +332,7 @@ func (w *Worker) finish(ctx context.Context, t *task, reason schemas.Reason, ev 
 		return err
 	}
 	c := t.claim
-	subject := schemas.ResultSubject(w.cfg.Prefix, t.cmd.Op, reason == "")
+	subject := schemas.ResultSubject(w.subjects(), t.cmd.Op, reason == "")
 	if err := c.finish(ctx, w.now(), reason, subject, ev.ID, raw); err != nil {
 		return err
 	}
@@ -344,6 +344,13 @@ func (w *Worker) finish(ctx context.Context, t *task, reason schemas.Reason, ev 
 // publishRecorded puts a finished record's event on the result stream.
 func (w *Worker) publishRecorded(ctx context.Context, c *claim) error {
 	return w.pub.Publish(ctx, c.rec.Subject, c.rec.EventID, c.rec.Event)
+}
+
+// origin is what the command's results carry over from it.
+func (w *Worker) origin(t *task) schemas.Origin {
+	o := t.cmd.Origin()
+	o.Merchant = w.cfg.Merchant
+	return o
 }
 
 // logger is the command's logger, with what identifies it.

@@ -259,12 +259,13 @@ func (c *claim) finish(ctx context.Context, now time.Time, reason schemas.Reason
 
 // store keeps records in the state bucket with compare-and-swap on every write.
 type store struct {
-	kv jetstream.KeyValue
+	kv       jetstream.KeyValue
+	merchant string // whose key space ("" in a one-merchant deployment)
 }
 
-// recordKey maps an idempotency key (any text) to a bucket key.
-func recordKey(idempotencyKey string) string {
-	sum := sha256.Sum256([]byte(idempotencyKey))
+// recordKey maps an idempotency key (any text) of a merchant to a bucket key.
+func recordKey(merchant, idempotencyKey string) string {
+	sum := sha256.Sum256([]byte(schemas.MerchantKey(merchant, idempotencyKey)))
 	return KeyPrefixRecord + hex.EncodeToString(sum[:20])
 }
 
@@ -272,7 +273,7 @@ func recordKey(idempotencyKey string) string {
 // none).
 func (s *store) load(ctx context.Context, key string) (*claim, error) {
 	c := &claim{key: key, store: s}
-	e, err := s.kv.Get(ctx, recordKey(key))
+	e, err := s.kv.Get(ctx, recordKey(s.merchant, key))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return c, nil
 	}
@@ -292,7 +293,7 @@ func (s *store) create(ctx context.Context, key string, r *record) (uint64, erro
 	if err != nil {
 		return 0, err
 	}
-	rev, err := s.kv.Create(ctx, recordKey(key), b)
+	rev, err := s.kv.Create(ctx, recordKey(s.merchant, key), b)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return s.confirm(ctx, key, b, err)
 	}
@@ -308,7 +309,7 @@ func (s *store) update(ctx context.Context, key string, r *record, rev uint64) (
 	if err != nil {
 		return 0, err
 	}
-	n, err := s.kv.Update(ctx, recordKey(key), b, rev)
+	n, err := s.kv.Update(ctx, recordKey(s.merchant, key), b, rev)
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		return s.confirm(ctx, key, b, err)
 	}
@@ -322,7 +323,7 @@ func (s *store) update(ctx context.Context, key string, r *record, rev uint64) (
 // by the caller and then fails against its own earlier success: if the stored value is exactly
 // what was written, the write did happen.
 func (s *store) confirm(ctx context.Context, key string, want []byte, cause error) (uint64, error) {
-	e, err := s.kv.Get(ctx, recordKey(key))
+	e, err := s.kv.Get(ctx, recordKey(s.merchant, key))
 	if err == nil && bytes.Equal(e.Value(), want) {
 		return e.Revision(), nil
 	}

@@ -59,6 +59,10 @@ type Topology struct {
 	// time to live (default DefaultPinnedTTL).
 	AckWait   time.Duration
 	PinnedTTL time.Duration
+	// Merchants is set in a deployment of several merchants (FRONTPAY_MERCHANTS_FILE): a
+	// command's or result's subject then has the merchant as its first token after Prefix, and
+	// each merchant has a consumer of its own (CONTRACT.md section 9).
+	Merchants bool
 }
 
 func (t Topology) suffix() string {
@@ -89,8 +93,39 @@ func (t Topology) DeadLetterStream() string { return "FRONTPAY" + t.suffix() + "
 // StateBucket is the key-value bucket of idempotency records, reservation queues and checkpoints.
 func (t Topology) StateBucket() string { return "frontpay" + strings.ToLower(t.suffix()) + "_state" }
 
-// ConsumerName is the durable pull consumer of every command.
+// ConsumerName is the durable pull consumer of every command in a one-merchant deployment.
 const ConsumerName = "frontpay-commands"
+
+// UnknownMerchantsConsumer is the durable pull consumer, in a deployment of several merchants, that
+// answers the commands of merchants that have no consumer (unknown.go).
+const UnknownMerchantsConsumer = "frontpay-unknown-merchants"
+
+// ConsumerFor is the durable consumer of a merchant's commands: ConsumerName for "" (a
+// one-merchant deployment), frontpay-<merchant> otherwise.
+func ConsumerFor(merchant string) string {
+	if merchant == "" {
+		return ConsumerName
+	}
+	return "frontpay-" + merchant
+}
+
+// SubjectPrefix is the prefix of a merchant's subjects: Prefix in a one-merchant deployment,
+// Prefix and the merchant's id and a dot otherwise.
+func (t Topology) SubjectPrefix(merchant string) string {
+	if merchant == "" {
+		return t.Prefix
+	}
+	return t.Prefix + merchant + "."
+}
+
+// streamPrefix is the prefix of the streams' subjects: every merchant's (a wildcard token) with
+// Merchants.
+func (t Topology) streamPrefix() string {
+	if t.Merchants {
+		return t.Prefix + "*."
+	}
+	return t.Prefix
+}
 
 // legacyConsumers are the consumers of the worker before one owner took every command: one per
 // operation and the sequencer. Ensure starts ConsumerName where they had got to and deletes them.
@@ -111,11 +146,12 @@ func (t Topology) replicas() int { return max(t.Replicas, 1) }
 // Streams returns the configurations of the three streams.
 func (t Topology) Streams() []jetstream.StreamConfig {
 	var cmds, results []string
+	p := t.streamPrefix()
 	for _, op := range frontpay.Operations() {
-		cmds = append(cmds, schemas.CommandSubject(t.Prefix, op))
-		results = append(results, schemas.ResultSubject(t.Prefix, op, true), schemas.ResultSubject(t.Prefix, op, false))
+		cmds = append(cmds, schemas.CommandSubject(p, op))
+		results = append(results, schemas.ResultSubject(p, op, true), schemas.ResultSubject(p, op, false))
 	}
-	results = append(results, t.Prefix+"reservation.status.changed", t.Prefix+"order.status.changed")
+	results = append(results, schemas.StatusSubject(p, "reservation"), schemas.StatusSubject(p, "order"))
 	return []jetstream.StreamConfig{
 		{
 			Name:        t.CommandStream(),
@@ -164,7 +200,8 @@ func (t Topology) Bucket() jetstream.KeyValueConfig {
 	}
 }
 
-// Consumer returns the configuration of the durable consumer of every command.
+// Consumer returns the configuration of the durable consumer of a merchant's commands ("": a
+// one-merchant deployment's, of every command).
 //
 // It has one priority group with the pinned-client policy: every worker pulls, the server
 // delivers to one of them, the owner, until it stops pulling for PinnedTTL (or is unpinned, or
@@ -172,10 +209,36 @@ func (t Topology) Bucket() jetstream.KeyValueConfig {
 // itself ends every command with a result, and a limit would silently drop a command that only
 // waited its turn. BackOff is unset: retries wait in the owner's memory, in their reservation's
 // order.
-func (t Topology) Consumer() jetstream.ConsumerConfig {
+func (t Topology) Consumer(merchant string) jetstream.ConsumerConfig {
+	c := t.pinned(ConsumerFor(merchant), "frontpay-worker: every command, worked by one pinned owner at a time")
+	if merchant != "" {
+		c.Description = "frontpay-worker: the commands of merchant " + merchant + ", worked by one pinned owner at a time"
+		c.FilterSubject = t.SubjectPrefix(merchant) + ">"
+	}
+	return c
+}
+
+// UnknownMerchants returns the configuration of the consumer that answers the commands of
+// unknown merchants, in a deployment of several: a plain durable consumer that every replica
+// pulls from (the answers need no order, and the same answer twice is one event).
+func (t Topology) UnknownMerchants() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:        ConsumerName,
-		Description:    "frontpay-worker: every command, worked by one pinned owner at a time",
+		Durable:       UnknownMerchantsConsumer,
+		Description:   "frontpay-worker: answers the commands of merchants without a consumer",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxDeliver:    -1,
+		MaxAckPending: MaxAckPending,
+		Replicas:      t.replicas(),
+	}
+}
+
+// pinned is a durable consumer with the pinned-client priority policy.
+func (t Topology) pinned(name, description string) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:        name,
+		Description:    description,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        t.ackWait(),
@@ -203,6 +266,12 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) (jetstream
 	if err != nil {
 		return nil, fmt.Errorf("open stream %s: %w", t.CommandStream(), err)
 	}
+	if t.Merchants {
+		if _, err := stream.CreateOrUpdateConsumer(ctx, t.UnknownMerchants()); err != nil {
+			return nil, fmt.Errorf("create consumer %s: %w", UnknownMerchantsConsumer, err)
+		}
+		return kv, nil
+	}
 	if err := t.ensureConsumer(ctx, stream); err != nil {
 		return nil, fmt.Errorf("create consumer %s: %w", ConsumerName, err)
 	}
@@ -214,7 +283,7 @@ func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) (jetstream
 // consumer that is not pinned (made by hand) and the legacy consumers are replaced by a pinned
 // consumer that starts after the lowest of their ack floors.
 func (t Topology) ensureConsumer(ctx context.Context, stream jetstream.Stream) error {
-	cfg := t.Consumer()
+	cfg := t.Consumer("")
 	var start uint64 // the first sequence not acknowledged by what is replaced; 0: none replaced
 	replaced := func(info *jetstream.ConsumerInfo) {
 		if s := info.AckFloor.Stream + 1; start == 0 || s < start {

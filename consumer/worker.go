@@ -39,8 +39,9 @@ type Publisher interface {
 // Config is the worker's configuration.
 type Config struct {
 	Topology
-	// Merchant names the Front Payment account the commands are for: part of the read-back
-	// marker. "" in a one-merchant deployment.
+	// Merchant is the merchant whose commands the worker works on, in a deployment of several
+	// (Topology.Merchants): its consumer, its subjects, its key space and its read-back markers.
+	// "" in a one-merchant deployment.
 	Merchant string
 	// Source is the `source` of the events the worker publishes.
 	Source string
@@ -121,7 +122,7 @@ type Worker struct {
 func New(cfg Config, js jetstream.JetStream, kv jetstream.KeyValue, api API, pub Publisher) *Worker {
 	cfg.defaults()
 	return &Worker{
-		cfg: cfg, js: js, kv: kv, store: &store{kv: kv}, api: api, pub: pub, obs: cfg.Observer, log: cfg.Logger,
+		cfg: cfg, js: js, kv: kv, store: &store{kv: kv, merchant: cfg.Merchant}, api: api, pub: pub, obs: cfg.Observer, log: cfg.Logger,
 		runq:    newRunQueue(),
 		held:    map[uint64]*task{},
 		fifos:   map[string][]*task{},
@@ -130,6 +131,12 @@ func New(cfg Config, js jetstream.JetStream, kv jetstream.KeyValue, api API, pub
 }
 
 func (w *Worker) now() time.Time { return w.cfg.Now() }
+
+// consumerName is the durable consumer of the worker's merchant.
+func (w *Worker) consumerName() string { return ConsumerFor(w.cfg.Merchant) }
+
+// subjects is the prefix of the worker's merchant's command and result subjects.
+func (w *Worker) subjects() string { return w.cfg.SubjectPrefix(w.cfg.Merchant) }
 
 // lease is how long a record stays its owner's from now: its request's deadline and the margin.
 func (w *Worker) lease() time.Duration { return w.cfg.APITimeout + w.cfg.LeaseMargin }
@@ -143,8 +150,8 @@ func (w *Worker) Run(ctx context.Context, ready func()) error {
 	if w.stream, err = w.js.Stream(ctx, w.cfg.CommandStream()); err != nil {
 		return fmt.Errorf("open stream %s: %w", w.cfg.CommandStream(), err)
 	}
-	if w.consumer, err = w.stream.Consumer(ctx, ConsumerName); err != nil {
-		return fmt.Errorf("open consumer %s: %w", ConsumerName, err)
+	if w.consumer, err = w.stream.Consumer(ctx, w.consumerName()); err != nil {
+		return fmt.Errorf("open consumer %s: %w", w.consumerName(), err)
 	}
 	// Work goes on under its own context: ctx ending starts the drain, not an abort.
 	work, abort := context.WithCancel(context.WithoutCancel(ctx))
@@ -168,7 +175,7 @@ func (w *Worker) Run(ctx context.Context, ready func()) error {
 	if ready != nil {
 		ready()
 	}
-	w.log.Info("consuming", "stream", w.cfg.CommandStream(), "consumer", ConsumerName, "concurrency", w.cfg.Concurrency)
+	w.log.Info("consuming", "stream", w.cfg.CommandStream(), "consumer", w.consumerName(), "concurrency", w.cfg.Concurrency)
 	<-ctx.Done()
 
 	w.log.Info("draining", "timeout", w.cfg.DrainTimeout)

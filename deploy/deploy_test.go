@@ -96,7 +96,7 @@ func natsDefinitions(t *testing.T, replicas int) map[string][]byte {
 	}
 	kv := kvStream(t, topo.Bucket())
 	add("streams/"+kv.Name+".json", kv)
-	c := topo.Consumer()
+	c := topo.Consumer("")
 	add("consumers/"+c.Durable+".json", c)
 	return files
 }

@@ -27,7 +27,10 @@ type Event struct {
 	CorrelationID   string          `json:"correlationid,omitempty"`
 	CausationID     string          `json:"causationid,omitempty"`
 	ReplayOf        string          `json:"replayof,omitempty"`
-	Data            json.RawMessage `json:"data"`
+	// Merchant names the merchant of a result or status event in a deployment of several
+	// (CONTRACT.md section 9); absent in a one-merchant deployment.
+	Merchant string          `json:"merchant,omitempty"`
+	Data     json.RawMessage `json:"data"`
 }
 
 // Reason says why a command failed; CONTRACT.md section 3 lists when each applies.
@@ -98,6 +101,9 @@ type Origin struct {
 	ReplayOf string
 	// Resource is the reservation or order UUID, the result's subject; "" where there is none.
 	Resource string
+	// Merchant is the merchant whose command it is ("" in a one-merchant deployment): its
+	// results carry it, and their ids are the merchant's own.
+	Merchant string
 }
 
 // OriginOf reads what it can of a command that ParseCommand refused with an *InvalidError, for
@@ -143,9 +149,9 @@ func ResultID(key string, ok bool, reason Reason) string {
 // by the command's own id instead of its key (CONTRACT.md section 3): an invalid command never
 // takes its key, so two different invalid commands sharing one each get their failure.
 func (o Origin) resultID(ok bool, reason Reason) string {
-	key := o.Key
+	key := MerchantKey(o.Merchant, o.Key)
 	if !ok && reason == InvalidCommand {
-		key = nameUUID("invalid", o.CommandID)
+		key = MerchantKey(o.Merchant, nameUUID("invalid", o.CommandID))
 	}
 	if o.ReplayOf != "" {
 		key = nameUUID("replay", key, o.ReplayOf)
@@ -153,9 +159,25 @@ func (o Origin) resultID(ok bool, reason Reason) string {
 	return ResultID(key, ok, reason)
 }
 
-// StatusID derives the id of a status.changed event from the UUID, status and time of the change,
-// so that the same change seen by the callback and by the history poll is one event.
-func StatusID(uuid, status, at string) string { return nameUUID("status", uuid, status, at) }
+// MerchantKey is an idempotency key in the key space of a merchant: the key itself in a
+// one-merchant deployment (merchant ""), so that its ids and records are those of before.
+// The same key at two merchants is two keys (CONTRACT.md section 9).
+func MerchantKey(merchant, key string) string {
+	if merchant == "" {
+		return key
+	}
+	return nameUUID("merchant", merchant, key)
+}
+
+// StatusID derives the id of a status.changed event of a merchant ("" in a one-merchant
+// deployment) from the UUID, status and time of the change, so that the same change seen by the
+// callback and by the history poll is one event.
+func StatusID(merchant, uuid, status, at string) string {
+	if merchant == "" {
+		return nameUUID("status", uuid, status, at)
+	}
+	return nameUUID("status", merchant, uuid, status, at)
+}
 
 // namespace is the UUID namespace of the worker's event ids.
 var namespace = [16]byte{0x5b, 0x0e, 0x6c, 0x1d, 0x2a, 0x47, 0x4f, 0x1e, 0x9c, 0x3b, 0x71, 0x0d, 0x8e, 0x52, 0xa4, 0xf6}
@@ -204,6 +226,7 @@ func (o Origin) result(source string, ok bool, reason Reason, data any, at time.
 		IdempotencyKey: o.Key,
 		CorrelationID:  o.CorrelationID,
 		CausationID:    o.CommandID,
+		Merchant:       o.Merchant,
 	}
 	if !at.IsZero() {
 		e.Time = at.UTC().Format(time.RFC3339Nano)
@@ -212,9 +235,10 @@ func (o Origin) result(source string, ok bool, reason Reason, data any, at time.
 	return e, err
 }
 
-// NewStatus returns the status.changed event of a reservation or order (resource is
-// "reservation" or "order"). Its subject is the UUID and its time the change's.
-func NewStatus(source, resource string, c StatusChange) (Event, error) {
+// NewStatus returns the status.changed event of a merchant's ("" in a one-merchant deployment)
+// reservation or order (resource is "reservation" or "order"). Its subject is the UUID and its
+// time the change's.
+func NewStatus(source, merchant, resource string, c StatusChange) (Event, error) {
 	switch {
 	case resource != "reservation" && resource != "order":
 		return Event{}, fmt.Errorf("schemas: status of %q: not a reservation or an order", resource)
@@ -225,7 +249,7 @@ func NewStatus(source, resource string, c StatusChange) (Event, error) {
 	case c.Source != "callback" && c.Source != "history":
 		return Event{}, fmt.Errorf("schemas: status change from %q: want callback or history", c.Source)
 	}
-	e := Event{ID: StatusID(c.UUID, c.Status, c.At), Type: StatusSubject("", resource), Subject: c.UUID, Time: c.At}
+	e := Event{ID: StatusID(merchant, c.UUID, c.Status, c.At), Type: StatusSubject("", resource), Subject: c.UUID, Time: c.At, Merchant: merchant}
 	err := e.fill(source, c)
 	return e, err
 }

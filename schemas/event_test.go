@@ -39,8 +39,8 @@ func TestResultID(t *testing.T) {
 		}
 		ids[id] = tt.name
 	}
-	first, again := StatusID("RES1", "captured", "2026-11-21T10:00:00Z"), StatusID("RES1", "captured", "2026-11-21T10:00:00Z")
-	if first != again || first == StatusID("RES1", "charged", "2026-11-21T10:00:00Z") {
+	first, again := StatusID("", "RES1", "captured", "2026-11-21T10:00:00Z"), StatusID("", "RES1", "captured", "2026-11-21T10:00:00Z")
+	if first != again || first == StatusID("", "RES1", "charged", "2026-11-21T10:00:00Z") {
 		t.Error("StatusID is not a function of uuid, status and time")
 	}
 }
@@ -139,17 +139,17 @@ func TestInvalidCommandEvent(t *testing.T) {
 func TestStatusEvents(t *testing.T) {
 	t.Parallel()
 	c := StatusChange{UUID: "RES1943140879", Status: "captured", Amount: "55.00", PaymentMethod: "visa", At: "2026-11-21T10:00:00Z", Source: "callback"}
-	e, err := NewStatus("frontpay-worker", "reservation", c)
+	e, err := NewStatus("frontpay-worker", "", "reservation", c)
 	checkEvent(t, StatusSchema, e, err)
-	if e.Type != "reservation.status.changed" || e.Subject != c.UUID || e.ID != StatusID(c.UUID, c.Status, c.At) {
+	if e.Type != "reservation.status.changed" || e.Subject != c.UUID || e.ID != StatusID("", c.UUID, c.Status, c.At) {
 		t.Errorf("status %+v", e)
 	}
 	fromHistory := c
 	fromHistory.Source = "history"
-	if h, _ := NewStatus("frontpay-worker", "reservation", fromHistory); h.ID != e.ID {
+	if h, _ := NewStatus("frontpay-worker", "", "reservation", fromHistory); h.ID != e.ID {
 		t.Error("the same change from the history poll is another event")
 	}
-	e, err = NewStatus("frontpay-worker", "order", StatusChange{UUID: "ORD1", Status: "paid", At: "2026-11-21T10:00:00+01:00", Source: "history"})
+	e, err = NewStatus("frontpay-worker", "", "order", StatusChange{UUID: "ORD1", Status: "paid", At: "2026-11-21T10:00:00+01:00", Source: "history"})
 	checkEvent(t, StatusSchema, e, err)
 	for _, bad := range []struct {
 		source, resource string
@@ -161,7 +161,7 @@ func TestStatusEvents(t *testing.T) {
 		{"w", "reservation", StatusChange{UUID: "RES1", Status: "x", At: "21.01.2024 04:00", Source: "callback"}},
 		{"w", "reservation", StatusChange{UUID: "RES1", Status: "x", At: c.At, Source: "poll"}},
 	} {
-		if _, err := NewStatus(bad.source, bad.resource, bad.c); err == nil {
+		if _, err := NewStatus(bad.source, "", bad.resource, bad.c); err == nil {
 			t.Errorf("NewStatus(%q, %q, %+v) accepted", bad.source, bad.resource, bad.c)
 		}
 	}

@@ -145,16 +145,16 @@ func (s *Service) fromHistory(e frontpay.HistoryEvent) (c change, why string, ok
 // checkpoint reads the checkpoint and its revision; zero time (and revision 0 if absent) when
 // there is none or it cannot be read.
 func (s *Service) checkpoint(ctx context.Context) (time.Time, uint64, error) {
-	e, err := s.kv.Get(ctx, CheckpointKey)
+	e, err := s.kv.Get(ctx, s.checkpointKey())
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		return time.Time{}, 0, nil
 	case err != nil:
-		return time.Time{}, 0, fmt.Errorf("read %s: %w", CheckpointKey, err)
+		return time.Time{}, 0, fmt.Errorf("read %s: %w", s.checkpointKey(), err)
 	}
 	sec, err := strconv.ParseInt(string(e.Value()), 10, 64)
 	if err != nil || sec <= 0 {
-		s.log.Warn("history checkpoint unreadable, starting over", "key", CheckpointKey)
+		s.log.Warn("history checkpoint unreadable, starting over", "key", s.checkpointKey())
 		return time.Time{}, e.Revision(), nil
 	}
 	return time.Unix(sec, 0).UTC(), e.Revision(), nil
@@ -168,15 +168,15 @@ func (s *Service) storeCheckpoint(ctx context.Context, end time.Time, rev uint64
 		var err error
 		var n uint64
 		if rev == 0 {
-			n, err = s.kv.Create(ctx, CheckpointKey, val)
+			n, err = s.kv.Create(ctx, s.checkpointKey(), val)
 		} else {
-			n, err = s.kv.Update(ctx, CheckpointKey, val, rev)
+			n, err = s.kv.Update(ctx, s.checkpointKey(), val, rev)
 		}
 		if err == nil {
 			return n, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return rev, fmt.Errorf("store %s: %w", CheckpointKey, err)
+			return rev, fmt.Errorf("store %s: %w", s.checkpointKey(), err)
 		}
 		cur, curRev, err := s.checkpoint(ctx)
 		if err != nil {
@@ -187,5 +187,14 @@ func (s *Service) storeCheckpoint(ctx context.Context, end time.Time, rev uint64
 		}
 		rev = curRev
 	}
-	return rev, fmt.Errorf("store %s: too much contention", CheckpointKey)
+	return rev, fmt.Errorf("store %s: too much contention", s.checkpointKey())
+}
+
+// checkpointKey is the state bucket key of the merchant's history checkpoint: CheckpointKey in a
+// one-merchant deployment, CheckpointKey and the merchant's id after a dot otherwise.
+func (s *Service) checkpointKey() string {
+	if s.cfg.Merchant == "" {
+		return CheckpointKey
+	}
+	return CheckpointKey + "." + s.cfg.Merchant
 }

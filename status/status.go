@@ -75,8 +75,12 @@ const (
 
 // Config configures a Service.
 type Config struct {
-	// Prefix is FRONTPAY_SUBJECT_PREFIX: "" or ending in ".".
+	// Prefix is the prefix of the merchant's subjects: FRONTPAY_SUBJECT_PREFIX, and in a
+	// deployment of several merchants the merchant's id and a dot after it ("" or ending in ".").
 	Prefix string
+	// Merchant is the merchant whose callbacks and history this service handles; "" in a
+	// one-merchant deployment. Its events carry it, and its marks and checkpoint are its own.
+	Merchant string
 	// Source is the CloudEvents source of the events (the worker's name); default DefaultSource.
 	Source string
 	// Secret is FRONTPAY_CALLBACK_SECRET; where set a callback's checksum is required and checked.
@@ -207,11 +211,11 @@ func (s *Service) Close() {
 	s.wg.Wait()
 }
 
-// EventID is the id of the status event of a canonical change: uuid, status in lower case, at
-// the time of the change truncated to the minute in RFC 3339 UTC, and amount with two decimals.
-// The amount is folded into the time argument of schemas.StatusID.
-func EventID(uuid, status, at, amount string) string {
-	return schemas.StatusID(uuid, status, at+"/"+amount)
+// EventID is the id of the status event of a merchant's canonical change: uuid, status in lower
+// case, at the time of the change truncated to the minute in RFC 3339 UTC, and amount with two
+// decimals. The amount is folded into the time argument of schemas.StatusID.
+func EventID(merchant, uuid, status, at, amount string) string {
+	return schemas.StatusID(merchant, uuid, status, at+"/"+amount)
 }
 
 // stateKey is the state bucket key that records a published change.
@@ -241,14 +245,14 @@ func (c change) data() schemas.StatusChange {
 // outcome: Published, Duplicate or Failed (with the error).
 func (s *Service) emit(ctx context.Context, c change) (string, error) {
 	d := c.data()
-	id := EventID(d.UUID, d.Status, d.At, d.Amount)
+	id := EventID(s.cfg.Merchant, d.UUID, d.Status, d.At, d.Amount)
 	key := stateKey(id)
 	if _, err := s.kv.Get(ctx, key); err == nil {
 		return Duplicate, nil
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return Failed, fmt.Errorf("look up %s: %w", key, err)
 	}
-	ev, err := schemas.NewStatus(s.cfg.Source, c.resource, d)
+	ev, err := schemas.NewStatus(s.cfg.Source, s.cfg.Merchant, c.resource, d)
 	if err != nil {
 		return Failed, err
 	}

@@ -523,10 +523,10 @@ func TestCanonical(t *testing.T) {
 	if dh.At != "2024-01-21T04:00:00Z" || dc.At != dh.At || dh.Amount != "150.00" || dh.PaymentMethod != "visa" {
 		t.Fatalf("history %+v, callback %+v", dh, dc)
 	}
-	if EventID(dh.UUID, dh.Status, dh.At, dh.Amount) != EventID(dc.UUID, dc.Status, dc.At, dc.Amount) {
+	if EventID("", dh.UUID, dh.Status, dh.At, dh.Amount) != EventID("", dc.UUID, dc.Status, dc.At, dc.Amount) {
 		t.Fatal("one change, two ids")
 	}
-	if EventID("RES1", "captured", dh.At, "150.00") == EventID("RES1", "captured", dh.At, "20.00") {
+	if EventID("", "RES1", "captured", dh.At, "150.00") == EventID("", "RES1", "captured", dh.At, "20.00") {
 		t.Fatal("two amounts in one minute share an id")
 	}
 

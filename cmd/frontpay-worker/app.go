@@ -88,7 +88,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 
 	if m.metrics, err = metrics.New(nil, func(ctx context.Context) ([]consumer.ConsumerLag, error) {
-		return topo.Lag(ctx, js)
+		return topo.Lag(ctx, js, "")
 	}); err != nil {
 		return err
 	}

@@ -545,7 +545,7 @@ func TestClusterScaleOut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, cfg := range []jetstream.ConsumerConfig{topo.Consumer()} {
+	for _, cfg := range []jetstream.ConsumerConfig{topo.Consumer("")} {
 		cons, err := cs.Consumer(ctx, cfg.Durable)
 		if err != nil {
 			t.Fatalf("consumer %s: %v", cfg.Durable, err)

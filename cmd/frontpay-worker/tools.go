@@ -669,7 +669,7 @@ func runLag(ctx context.Context, o lagOptions, out io.Writer) error {
 		return err
 	}
 	defer t.close()
-	lags, err := t.topo.Lag(ctx, t.js)
+	lags, err := t.topo.Lag(ctx, t.js, "")
 	if err != nil {
 		return natsFailure(err)
 	}

@@ -76,7 +76,7 @@ func metricSetup(t *testing.T) *metricWorld {
 		t.Fatal(err)
 	}
 	if w.metrics, err = New(prometheus.NewRegistry(), func(ctx context.Context) ([]consumer.ConsumerLag, error) {
-		return w.topo.Lag(ctx, w.js)
+		return w.topo.Lag(ctx, w.js, "")
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func (w *metricWorld) settled(t *testing.T, what string) {
 	deadline := time.Now().Add(patience)
 	for {
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-		lags, err := w.topo.Lag(ctx, w.js)
+		lags, err := w.topo.Lag(ctx, w.js, "")
 		cancel()
 		busy := err != nil
 		for _, l := range lags {
