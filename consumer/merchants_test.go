@@ -115,7 +115,9 @@ func TestMerchantAddedMidStream(t *testing.T) {
 			unknown++
 		}
 	}
-	waitFor(t, func() bool { return h.consumerIdleOf(t, ConsumerFor("shop8")) && h.consumerIdleOf(t, UnknownMerchantsConsumer) },
+	waitFor(t, func() bool {
+		return h.consumerIdleOf(t, ConsumerFor("shop8")) && h.consumerIdleOf(t, UnknownMerchantsConsumer)
+	},
 		"both consumers to settle")
 	for _, c := range cmds {
 		if n := len(h.results.find(byCause(c.ID))); n != 1 {

@@ -16,17 +16,17 @@ import (
 
 // Event is a CloudEvents 1.0 structured-mode event with the contract's extensions.
 type Event struct {
-	SpecVersion     string          `json:"specversion"`
-	ID              string          `json:"id"`
-	Source          string          `json:"source"`
-	Type            string          `json:"type"`
-	Subject         string          `json:"subject,omitempty"`
-	Time            string          `json:"time,omitempty"`
-	DataContentType string          `json:"datacontenttype,omitempty"`
-	IdempotencyKey  string          `json:"idempotencykey,omitempty"`
-	CorrelationID   string          `json:"correlationid,omitempty"`
-	CausationID     string          `json:"causationid,omitempty"`
-	ReplayOf        string          `json:"replayof,omitempty"`
+	SpecVersion     string `json:"specversion"`
+	ID              string `json:"id"`
+	Source          string `json:"source"`
+	Type            string `json:"type"`
+	Subject         string `json:"subject,omitempty"`
+	Time            string `json:"time,omitempty"`
+	DataContentType string `json:"datacontenttype,omitempty"`
+	IdempotencyKey  string `json:"idempotencykey,omitempty"`
+	CorrelationID   string `json:"correlationid,omitempty"`
+	CausationID     string `json:"causationid,omitempty"`
+	ReplayOf        string `json:"replayof,omitempty"`
 	// Merchant names the merchant of a result or status event in a deployment of several
 	// (CONTRACT.md section 9); absent in a one-merchant deployment.
 	Merchant string          `json:"merchant,omitempty"`

@@ -295,7 +295,9 @@ func (m *Metrics) Settled(op frontpay.Operation, took time.Duration) {
 func (m *Metrics) TakeOver() { m.takeovers.Inc() }
 
 // Unworkable implements consumer.Observer.
-func (m *Metrics) Unworkable(op frontpay.Operation) { m.unworkable.WithLabelValues(operation(op)).Inc() }
+func (m *Metrics) Unworkable(op frontpay.Operation) {
+	m.unworkable.WithLabelValues(operation(op)).Inc()
+}
 
 // ClientHooks are the Front Payment client's hooks that count its waits.
 func (m *Metrics) ClientHooks() frontpay.Hooks {
