@@ -8,7 +8,7 @@ package consumer
 //	                       (lag.go), for `frontpay-worker lag`
 //	merchant.<id>          where a merchant's consumer starts, or up to which sequence its commands
 //	                       were answered as an unknown merchant's (merchants.go)
-//	member.<instance>      a replica's heartbeat, for spreading merchants (package fleet)
+//	member.<instance>      a replica's heartbeat, for spreading merchants (internal/fleet)
 //	status.<id>            a status change published (package status), by its event id
 //	checkpoint.history     where the history poll has read up to (package status)
 //
@@ -17,4 +17,5 @@ const (
 	KeyPrefixRecord   = "idem."
 	KeyPrefixOwner    = "owner."
 	KeyPrefixMerchant = "merchant."
+	KeyPrefixMember   = "member."
 )

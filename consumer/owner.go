@@ -58,6 +58,8 @@ type ownership struct {
 	synced    bool   // reset under pin: messages carrying it are in order
 	resyncing bool
 	cc        jetstream.ConsumeContext // the current pulls; set and stopped under Worker.consumeMu
+	// whileOwner ends the run of Config.WhileOwner of the current ownership; nil: none runs.
+	whileOwner context.CancelFunc
 }
 
 // consume starts pulling under the current epoch.
@@ -196,6 +198,7 @@ func (w *Worker) resync(ctx context.Context, pin string) {
 	}
 	w.mu.Lock()
 	w.own.pin, w.own.synced, w.own.resyncing = pin, true, false
+	w.owning(ctx)
 	w.mu.Unlock()
 	w.obs.TakeOver()
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
@@ -221,6 +224,7 @@ func (w *Worker) lostPin() {
 	}
 	w.log.Info("lost the commands to another worker")
 	w.own.synced = false
+	w.disown()
 	w.dropHeld()
 }
 
@@ -233,6 +237,25 @@ func (w *Worker) dropHeld() {
 		}
 	}
 	clear(w.fifos)
+}
+
+// owning starts what runs while this worker owns the commands (Config.WhileOwner), unless it
+// runs already. Caller holds mu.
+func (w *Worker) owning(ctx context.Context) {
+	if w.cfg.WhileOwner == nil || w.own.whileOwner != nil || w.stopping {
+		return
+	}
+	octx, cancel := context.WithCancel(ctx)
+	w.own.whileOwner = cancel
+	w.reporting.Go(func() { w.cfg.WhileOwner(octx) })
+}
+
+// disown ends what runs while this worker owns the commands. Caller holds mu.
+func (w *Worker) disown() {
+	if w.own.whileOwner != nil {
+		w.own.whileOwner()
+		w.own.whileOwner = nil
+	}
 }
 
 // watch resets the consumer when nobody owns the commands delivered and unacked; see above. It
@@ -282,6 +305,7 @@ func (w *Worker) stop() {
 	w.mu.Lock()
 	w.stopping = true
 	owner := w.own.synced
+	w.disown()
 	w.dropHeld()
 	waiting := w.waiting
 	w.waiting = map[*task]*time.Timer{}

@@ -63,6 +63,11 @@ type Config struct {
 	// ReportEvery is how often the owner writes what it holds to the state bucket, for `lag`
 	// (default 5s).
 	ReportEvery time.Duration
+	// WhileOwner, where set, runs in a goroutine of its own each time this worker becomes the
+	// owner of the commands, with a context that ends when it stops being the owner (it lost the
+	// pin, or it stops): what must happen at the owner alone, e.g. the merchant's status service.
+	// Run waits for it to return.
+	WhileOwner func(ctx context.Context)
 	Observer    Observer // where set, told of what happens
 	Logger      *slog.Logger
 	Now         func() time.Time
@@ -115,7 +120,7 @@ type Worker struct {
 	waiting   map[*task]*time.Timer
 	stopping  bool
 	active    sync.WaitGroup // tasks started and not settled, dropped or handed back
-	reporting sync.WaitGroup // report and watch
+	reporting sync.WaitGroup // report, watch and WhileOwner
 }
 
 // New returns a worker over a topology that Topology.Ensure has set up.

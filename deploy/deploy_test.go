@@ -888,8 +888,10 @@ func TestKubernetesEnvironment(t *testing.T) {
 	vars := configVars(t)
 	// Left unset on purpose: the token and the callback secret come from their _FILE variables
 	// (setting both of a pair is an error), NATS_CREDS is the credential (NATS_NKEY is its
-	// alternative), TLS is per cluster.
-	unset := []string{"FRONTPAY_API_TOKEN", "FRONTPAY_CALLBACK_SECRET", "NATS_NKEY", "NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY"}
+	// alternative), TLS is per cluster, and several merchants (FRONTPAY_MERCHANTS_FILE) are an
+	// overlay's.
+	unset := []string{"FRONTPAY_API_TOKEN", "FRONTPAY_CALLBACK_SECRET", "NATS_NKEY", "NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY",
+		"FRONTPAY_MERCHANTS_FILE"}
 	for _, dir := range kubernetesBuilds {
 		t.Run(dir, func(t *testing.T) {
 			d := worker(t, dir)
@@ -1500,8 +1502,8 @@ func exposedSeries(t *testing.T) seriesSet {
 	op := frontpay.Operations()[0]
 	m, err := metrics.New(nil, func(context.Context) ([]consumer.ConsumerLag, error) {
 		return []consumer.ConsumerLag{
-			{Consumer: consumer.ConsumerName, Pending: 1, AckPending: 2, Redelivered: 1, Waiting: 1, OldestAge: time.Minute},
-			{Consumer: consumer.ConsumerName, Operation: string(op), Pending: 1, AckPending: 2, OldestAge: time.Minute},
+			{Merchant: "shop1", Consumer: consumer.ConsumerFor("shop1"), Pending: 1, AckPending: 2, Redelivered: 1, Waiting: 1, OldestAge: time.Minute},
+			{Merchant: "shop1", Consumer: consumer.ConsumerFor("shop1"), Operation: string(op), Pending: 1, AckPending: 2, OldestAge: time.Minute},
 		}, nil
 	})
 	if err != nil {
@@ -1516,7 +1518,11 @@ func exposedSeries(t *testing.T) seriesSet {
 		reflect.TypeFor[schemas.Reason]():     reflect.ValueOf(schemas.OutcomeUnknown),
 		reflect.TypeFor[string]():             reflect.ValueOf("applied"),
 	}
-	mv := reflect.ValueOf(m)
+	o := m.For("shop1")
+	mv := reflect.ValueOf(o)
+	hooks := o.ClientHooks()
+	hooks.RateLimitWait(250 * time.Millisecond)
+	hooks.RetryAfterCapped(time.Hour)
 	for _, iface := range []reflect.Type{reflect.TypeFor[consumer.Observer](), reflect.TypeFor[status.Observer]()} {
 		for i := range iface.NumMethod() {
 			method := iface.Method(i)

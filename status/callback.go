@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -14,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/nordpay/frontpay-worker/frontpay"
 )
@@ -62,7 +65,8 @@ type problem struct {
 	param string
 }
 
-func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
+// ServeCallback answers one callback request, whatever its path: GET only.
+func (s *Service) ServeCallback(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
 		s.refuse(w, r, problem{code: http.StatusMethodNotAllowed, error: "method_not_allowed"})
@@ -73,12 +77,62 @@ func (s *Service) serveCallback(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, *p)
 		return
 	}
-	if !s.start(c) {
+	if !s.dispatch(r.Context(), c) {
 		w.Header().Set("Retry-After", "5")
 		s.refuse(w, r, problem{code: http.StatusServiceUnavailable, error: "busy"})
 		return
 	}
 	s.answer(w, http.StatusAccepted, map[string]string{"status": "accepted"})
+}
+
+// forwardTimeout bounds the wait for the owner's answer to a forwarded callback.
+const forwardTimeout = 5 * time.Second
+
+// wireClaim is a checked callback as it is forwarded to the owner.
+type wireClaim struct {
+	UUID   string    `json:"uuid"`
+	Status string    `json:"status"`
+	Cents  int64     `json:"cents"`
+	TS     time.Time `json:"ts"`
+}
+
+// dispatch starts the verification of c: here, or, with Config.Conn, at the owner of the
+// merchant's commands. It reports whether it was taken.
+func (s *Service) dispatch(ctx context.Context, c claim) bool {
+	if s.cfg.Conn == nil {
+		return s.start(c)
+	}
+	b, _ := json.Marshal(wireClaim{UUID: c.uuid, Status: c.status, Cents: c.cents, TS: c.ts})
+	ctx, cancel := context.WithTimeout(ctx, forwardTimeout)
+	defer cancel()
+	m, err := s.cfg.Conn.RequestWithContext(ctx, s.cfg.CallbackSubject, b)
+	if err != nil {
+		s.log.Warn("callback not forwarded to the owner", "err", err)
+		return false
+	}
+	return string(m.Data) == "accepted"
+}
+
+// Own does what the owner of the merchant's commands alone does, until ctx ends: it verifies the
+// callbacks forwarded to it (with Config.Conn) and polls the history (Run).
+func (s *Service) Own(ctx context.Context) error {
+	if s.cfg.Conn != nil {
+		sub, err := s.cfg.Conn.QueueSubscribe(s.cfg.CallbackSubject, "frontpay-status", func(m *nats.Msg) {
+			var w wireClaim
+			answer := "refused"
+			if json.Unmarshal(m.Data, &w) == nil && s.start(claim{uuid: w.UUID, status: w.Status, cents: w.Cents, ts: w.TS}) {
+				answer = "accepted"
+			}
+			_ = m.Respond([]byte(answer))
+		})
+		if err != nil {
+			return fmt.Errorf("subscribe %s: %w", s.cfg.CallbackSubject, err)
+		}
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+	s.Run(ctx) // returns at once without a poll
+	<-ctx.Done()
+	return nil
 }
 
 // parse checks a callback's form and checksum. It never keeps or logs the raw values beyond the

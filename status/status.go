@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/time/rate"
 
@@ -114,6 +115,13 @@ type Config struct {
 	// budget; default DefaultCallbackShare. The service waits for its own limiter of this share
 	// before each read-back, and the client's limiter after it.
 	CallbackShare int
+
+	// Conn, where set, carries a checked callback to the worker that owns the merchant's commands
+	// (and holds its API budget): the receiver forwards it as a request on CallbackSubject, and
+	// the service that runs Own verifies it and answers. Without Conn a callback is verified where
+	// it arrives.
+	Conn            *nats.Conn
+	CallbackSubject string
 }
 
 // Service receives callbacks and polls the history. Its methods are safe for concurrent use.
@@ -199,7 +207,7 @@ func New(cfg Config, api API, pub Publisher, kv jetstream.KeyValue) *Service {
 // Handler serves GET CallbackPath; other paths are 404, other methods 405.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc(CallbackPath, s.serveCallback)
+	mux.HandleFunc(CallbackPath, s.ServeCallback)
 	return mux
 }
 

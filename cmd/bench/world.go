@@ -141,7 +141,7 @@ func (w *world) startWorker(ctx context.Context, o workerOptions) (*runningWorke
 	}
 	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	api, err := frontpay.New(w.http.URL, token, frontpay.WithTimeout(o.APITimeout),
-		frontpay.WithRateLimit(o.APIRate), frontpay.WithRetryAfterMax(5*time.Minute), frontpay.WithHooks(obs.ClientHooks()))
+		frontpay.WithRateLimit(o.APIRate), frontpay.WithRetryAfterMax(5*time.Minute), frontpay.WithHooks(obs.For("").ClientHooks()))
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -152,7 +152,7 @@ func (w *world) startWorker(ctx context.Context, o workerOptions) (*runningWorke
 		// Shutting down is not measured; in-flight commands are handed back sooner than
 		// production's 20s.
 		DrainTimeout: 2 * time.Second,
-		Observer:     obs, Logger: log,
+		Observer:     obs.For(""), Logger: log,
 	}, js, w.kv, api, publisher.New(js, log, 5*time.Second))
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	rw := &runningWorker{nc: nc, cancel: cancel, done: make(chan error, 1)}

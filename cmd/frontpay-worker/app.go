@@ -18,6 +18,7 @@ import (
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/internal/embedded"
+	"github.com/nordpay/frontpay-worker/internal/fleet"
 	"github.com/nordpay/frontpay-worker/internal/metrics"
 	"github.com/nordpay/frontpay-worker/publisher"
 	"github.com/nordpay/frontpay-worker/status"
@@ -41,10 +42,9 @@ type Main struct {
 	nc       *nats.Conn
 	http     *http.Server
 	metrics  *metrics.Metrics
-	status   *status.Service
+	fleet    *fleet.Fleet
 	cancel   context.CancelFunc
 	done     chan error
-	polled   chan struct{}
 	ready    atomic.Bool
 	draining atomic.Bool
 	closed   sync.Once
@@ -81,48 +81,58 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.nc = nc
-	topo := consumer.Topology{Prefix: cfg.SubjectPrefix, Replicas: cfg.Replicas, AckWait: cfg.AckWait, PinnedTTL: cfg.PinnedTTL}
+	topo := consumer.Topology{Prefix: cfg.SubjectPrefix, Replicas: cfg.Replicas, AckWait: cfg.AckWait, PinnedTTL: cfg.PinnedTTL,
+		Merchants: cfg.MerchantsFile != ""}
 	kv, err := ensure(ctx, topo, js, log)
 	if err != nil {
 		return err
 	}
-
+	pub := publisher.New(js, log, 5*time.Second)
+	var f *fleet.Fleet
 	if m.metrics, err = metrics.New(nil, func(ctx context.Context) ([]consumer.ConsumerLag, error) {
-		return topo.Lag(ctx, js, "")
+		return f.Lag(ctx)
 	}); err != nil {
 		return err
 	}
-	api, err := frontpay.New(cfg.APIURL, string(cfg.APIToken), frontpay.WithTimeout(cfg.APITimeout),
-		frontpay.WithRateLimit(cfg.APIRate), frontpay.WithRetryAfterMax(cfg.RetryMax), frontpay.WithHooks(m.metrics.ClientHooks()))
+	f, err = fleet.New(fleet.Config{
+		Topology: topo,
+		Worker: consumer.Config{
+			Topology: topo, Source: cfg.WorkerName, Instance: instanceName(),
+			MaxAttempts: cfg.MaxAttempts, RetryInitial: cfg.RetryInitial, RetryMax: cfg.RetryMax,
+			APITimeout: cfg.APITimeout, Concurrency: cfg.Concurrency, DrainTimeout: cfg.DrainTimeout, LeaseMargin: cfg.LeaseMargin,
+			NoMarker: cfg.ReadbackMarker == "off",
+		},
+		Status: status.Config{
+			Source: cfg.WorkerName, Poll: cfg.HistoryPoll, VerifyTimeout: cfg.DrainTimeout, CallbackShare: cfg.CallbackShare,
+		},
+		Client:      []frontpay.Option{frontpay.WithTimeout(cfg.APITimeout), frontpay.WithRetryAfterMax(cfg.RetryMax)},
+		File:        cfg.MerchantsFile,
+		Single:      fleet.Merchant{APIURL: cfg.APIURL, Rate: cfg.APIRate, Token: string(cfg.APIToken), CallbackSecret: string(cfg.CallbackSecret)},
+		DefaultURL:  cfg.APIURL,
+		DefaultRate: cfg.APIRate,
+		Observe: func(merchant string) fleet.Observers {
+			o := m.metrics.For(merchant)
+			return fleet.Observers{Consumer: o, Status: o, Client: o.ClientHooks()}
+		},
+		Logger: log,
+	}, js, kv, pub)
 	if err != nil {
-		return fmt.Errorf("FRONTPAY_API_URL: %w", err)
+		return err
 	}
-	pub := publisher.New(js, log, 5*time.Second)
-	w := consumer.New(consumer.Config{
-		Topology: topo, Source: cfg.WorkerName, Instance: instanceName(),
-		MaxAttempts: cfg.MaxAttempts, RetryInitial: cfg.RetryInitial, RetryMax: cfg.RetryMax,
-		APITimeout: cfg.APITimeout, Concurrency: cfg.Concurrency, DrainTimeout: cfg.DrainTimeout, LeaseMargin: cfg.LeaseMargin,
-		NoMarker: cfg.ReadbackMarker == "off", Observer: m.metrics, Logger: log,
-	}, js, kv, api, pub)
-	m.status = status.New(status.Config{
-		Prefix: cfg.SubjectPrefix, Source: cfg.WorkerName, Secret: string(cfg.CallbackSecret), Poll: cfg.HistoryPoll,
-		Logger: log, Observer: m.metrics, VerifyTimeout: cfg.DrainTimeout,
-		APIRate: cfg.APIRate, CallbackShare: cfg.CallbackShare,
-	}, api, pub, kv)
+	m.fleet = f
 
 	if err := m.serveHTTP(); err != nil {
 		return err
 	}
 
 	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	m.cancel, m.done, m.polled = cancel, make(chan error, 1), make(chan struct{})
+	m.cancel, m.done = cancel, make(chan error, 1)
 	started := make(chan struct{})
-	go func() { m.done <- w.Run(work, func() { close(started) }) }()
-	go func() { m.status.Run(work); close(m.polled) }()
+	go func() { m.done <- f.Run(work, func() { close(started) }) }()
 	select {
 	case <-started:
 		m.ready.Store(true)
-		log.Info("worker ready", "http", m.HTTPAddr, "api", cfg.APIURL, "prefix", cfg.SubjectPrefix)
+		log.Info("worker ready", "http", m.HTTPAddr, "prefix", cfg.SubjectPrefix, "merchants", len(f.Merchants()))
 		return nil
 	case err := <-m.done:
 		m.done <- err
@@ -148,10 +158,6 @@ func (m *Main) close() error {
 		if err := <-m.done; err != nil {
 			errs = append(errs, err)
 		}
-		<-m.polled
-	}
-	if m.status != nil {
-		m.status.Close()
 	}
 	if m.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -182,7 +188,8 @@ func (m *Main) close() error {
 func (m *Main) serveHTTP() error {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.metrics.Handler())
-	mux.Handle(status.CallbackPath, m.status.Handler())
+	mux.Handle("GET "+status.CallbackPath, m.fleet.CallbackHandler())
+	mux.Handle("GET "+status.CallbackPath+"/{merchant}", m.fleet.CallbackHandler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+	"github.com/nordpay/frontpay-worker/internal/fleet"
 )
 
 // NATSConfig is how to reach NATS and which subjects are ours: all the tools need of the
@@ -40,6 +41,9 @@ type Config struct {
 	// ReadbackMarker is "on" (the read-back marker in a capture's or charge's additionalText; ""
 	// in a Config built in code means the same) or "off" (a baseline read before the request).
 	ReadbackMarker string `envconfig:"FRONTPAY_READBACK_MARKER" default:"on"`
+	// MerchantsFile is FRONTPAY_MERCHANTS_FILE: several merchants in one deployment (CONTRACT.md
+	// section 9), read and checked by internal/fleet.
+	MerchantsFile string `envconfig:"FRONTPAY_MERCHANTS_FILE"`
 
 	CallbackSecret     Secret        `envconfig:"FRONTPAY_CALLBACK_SECRET"`
 	CallbackSecretFile string        `envconfig:"FRONTPAY_CALLBACK_SECRET_FILE"`
@@ -152,8 +156,18 @@ func (c *Config) Validate() error {
 	bad := func(name, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
 	}
-	if c.APIToken == "" && c.APITokenFile == "" {
-		bad("FRONTPAY_API_TOKEN", "required (or FRONTPAY_API_TOKEN_FILE)")
+	if c.APIToken == "" && c.APITokenFile == "" && c.MerchantsFile == "" {
+		bad("FRONTPAY_API_TOKEN", "required (or FRONTPAY_API_TOKEN_FILE, or FRONTPAY_MERCHANTS_FILE)")
+	}
+	if c.MerchantsFile != "" {
+		if _, err := fleet.Load(c.MerchantsFile, c.APIURL, c.APIRate); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.MerchantsFile != "" && c.SubjectPrefix == "" {
+		// JetStream refuses a stream over "*.<op>.requested": the subjects overlap its API.
+		bad("FRONTPAY_SUBJECT_PREFIX", "required with FRONTPAY_MERCHANTS_FILE: the merchant is the first token after it, "+
+			"and a stream over subjects whose first token is any merchant needs a prefix before it (e.g. \"frontpay.\")")
 	}
 	if err := readSecretFile(&c.APIToken, c.APITokenFile, "FRONTPAY_API_TOKEN"); err != nil {
 		errs = append(errs, err)

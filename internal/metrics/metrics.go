@@ -23,6 +23,7 @@ import (
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/internal/buildinfo"
 	"github.com/nordpay/frontpay-worker/schemas"
+	"github.com/nordpay/frontpay-worker/status"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -48,29 +49,34 @@ const (
 	otherValue       = "other"
 )
 
-// Metrics is the worker's metrics. It is safe for concurrent use.
+// Metrics is the worker's metrics. It is safe for concurrent use. Every family of the work has
+// the label merchant ("" in a one-merchant deployment): For returns what one merchant's work is
+// told to.
 type Metrics struct {
 	gatherer prometheus.Gatherer
 
-	commands      *prometheus.CounterVec   // operation, outcome, reason
-	apiDuration   *prometheus.HistogramVec // operation, status
-	retries       *prometheus.CounterVec   // operation
-	idemHits      *prometheus.CounterVec   // operation
-	idemConflicts *prometheus.CounterVec   // operation
-	ambiguous     *prometheus.CounterVec   // operation
-	readbacks     *prometheus.CounterVec   // operation, verdict
-	deadLetters   prometheus.Counter
-	rateWaited    prometheus.Counter
-	rateWaits     prometheus.Counter
-	capped        prometheus.Counter
-	settled       *prometheus.HistogramVec // operation
-	takeovers     prometheus.Counter
-	unworkable    *prometheus.CounterVec // operation
-	callbacks     *prometheus.CounterVec // code
-	changes       *prometheus.CounterVec // source, outcome
+	commands      *prometheus.CounterVec   // merchant, operation, outcome, reason
+	apiDuration   *prometheus.HistogramVec // merchant, operation, status
+	retries       *prometheus.CounterVec   // merchant, operation
+	idemHits      *prometheus.CounterVec   // merchant, operation
+	idemConflicts *prometheus.CounterVec   // merchant, operation
+	ambiguous     *prometheus.CounterVec   // merchant, operation
+	readbacks     *prometheus.CounterVec   // merchant, operation, verdict
+	deadLetters   *prometheus.CounterVec   // merchant
+	rateWaited    *prometheus.CounterVec   // merchant
+	rateWaits     *prometheus.CounterVec   // merchant
+	capped        *prometheus.CounterVec   // merchant
+	settled       *prometheus.HistogramVec // merchant, operation
+	takeovers     *prometheus.CounterVec   // merchant
+	unworkable    *prometheus.CounterVec   // merchant, operation
+	callbacks     *prometheus.CounterVec   // merchant, code
+	changes       *prometheus.CounterVec   // merchant, source, outcome
 }
 
-var _ consumer.Observer = (*Metrics)(nil)
+var (
+	_ consumer.Observer = (*Merchant)(nil)
+	_ status.Observer   = (*Merchant)(nil)
+)
 
 // New registers the worker's metrics with reg and returns them. With reg nil, New makes a
 // registry of its own, with the Go runtime and process collectors too. lag, where not nil, is
@@ -93,63 +99,43 @@ func New(reg prometheus.Registerer, lag LagFunc) (*Metrics, error) {
 		gatherer = g
 	}
 
-	perOp := func(name, help string) *prometheus.CounterVec {
-		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help}, []string{"operation"})
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help}, append([]string{"merchant"}, labels...))
 	}
+	perOp := func(name, help string) *prometheus.CounterVec { return counter(name, help, "operation") }
 	m := &Metrics{
 		gatherer: gatherer,
-		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "commands_total",
-			Help: "Commands that ended with a result event, by operation, outcome (succeeded|failed) and failure reason (empty on success).",
-		}, []string{"operation", "outcome", "reason"}),
+		commands: counter("commands_total",
+			"Commands that ended with a result event, by operation, outcome (succeeded|failed) and failure reason (empty on success).",
+			"operation", "outcome", "reason"),
 		apiDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "api_request_duration_seconds",
 			Help:    "Duration of the HTTP attempts of each operation's own Front Payment call, by HTTP status (0: no answer).",
 			Buckets: APIBuckets,
-		}, []string{"operation", "status"}),
+		}, []string{"merchant", "operation", "status"}),
 		retries:       perOp("retries_total", "Commands attempted again after a retryable failure or an unknown outcome."),
 		idemHits:      perOp("idempotency_hits_total", "Duplicate or redelivered commands answered from their idempotency record, with no API call."),
 		idemConflicts: perOp("idempotency_conflicts_total", "Commands whose idempotency key was used before with other data."),
 		ambiguous:     perOp("ambiguous_outcomes_total", "Sent requests whose outcome is unknown (no answer, cut connection, 5xx)."),
-		readbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "readbacks_total",
-			Help: "Unknown outcomes resolved by reading the reservation back, by verdict (applied|not_applied|undecided).",
-		}, []string{"operation", "verdict"}),
-		deadLetters: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "dead_letters_total",
-			Help: "Messages on command subjects that were not JSON objects, moved to the dead-letter stream.",
-		}),
-		rateWaited: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "rate_limit_wait_seconds_total",
-			Help: "Seconds API calls waited for the client-side rate limit (FRONTPAY_API_RATE) or a 429's Retry-After.",
-		}),
-		rateWaits: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "rate_limit_waits_total",
-			Help: "API calls that waited for the client-side rate limit or a 429's Retry-After.",
-		}),
-		capped: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "retry_after_capped_total",
-			Help: "429 answers whose Retry-After asked for a longer pause than FRONTPAY_RETRY_MAX, which was applied instead.",
-		}),
+		readbacks: counter("readbacks_total",
+			"Unknown outcomes resolved by reading the reservation back, by verdict (applied|not_applied|undecided).", "operation", "verdict"),
+		deadLetters: counter("dead_letters_total", "Messages on command subjects that were not JSON objects, moved to the dead-letter stream."),
+		rateWaited: counter("rate_limit_wait_seconds_total",
+			"Seconds API calls waited for the client-side rate limit (FRONTPAY_API_RATE, a merchant's rate) or a 429's Retry-After."),
+		rateWaits: counter("rate_limit_waits_total", "API calls that waited for the client-side rate limit or a 429's Retry-After."),
+		capped: counter("retry_after_capped_total",
+			"429 answers whose Retry-After asked for a longer pause than FRONTPAY_RETRY_MAX, which was applied instead."),
 		settled: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: Namespace, Name: "command_duration_seconds",
 			Help:    "Time from a command's arrival on the command stream to its result published and the command acked.",
 			Buckets: APIBuckets,
-		}, []string{"operation"}),
-		takeovers: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "takeovers_total",
-			Help: "Times this worker became the owner of the commands and reset the consumer.",
-		}),
+		}, []string{"merchant", "operation"}),
+		takeovers: counter("takeovers_total", "Times this worker became the owner of a merchant's commands and reset its consumer."),
 		unworkable: perOp("commands_unworkable_total", "Commands that could not be worked on (a panic, a record that cannot be read, a result JetStream refuses): "+
 			"dead-lettered, or left on the command stream when the dead letter was refused too."),
-		callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "callbacks_total",
-			Help: "Callback requests at /callbacks/frontpay, by the HTTP status they were answered with.",
-		}, []string{"code"}),
-		changes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: Namespace, Name: "status_changes_total",
-			Help: "Status changes seen, by source (callback|history) and outcome (published|duplicate|rejected|failed).",
-		}, []string{"source", "outcome"}),
+		callbacks: counter("callbacks_total", "Callback requests at /callbacks/frontpay[/<merchant>], by the HTTP status they were answered with.", "code"),
+		changes: counter("status_changes_total",
+			"Status changes seen, by source (callback|history) and outcome (published|duplicate|rejected|failed).", "source", "outcome"),
 	}
 	cs := []prometheus.Collector{m.commands, m.apiDuration, m.retries, m.idemHits, m.idemConflicts,
 		m.ambiguous, m.readbacks, m.deadLetters, m.rateWaited, m.rateWaits, m.capped, m.settled, m.takeovers, m.unworkable,
@@ -162,16 +148,28 @@ func New(reg prometheus.Registerer, lag LagFunc) (*Metrics, error) {
 			return nil, err
 		}
 	}
-	// Every operation's counters exist from the start, at 0, so that rates and alerts see them
-	// before the first event.
+	return m, nil
+}
+
+// Merchant is what one merchant's work is told to: it implements consumer.Observer and
+// status.Observer, and gives the Front Payment client's hooks.
+type Merchant struct {
+	m  *Metrics
+	id string
+}
+
+// For returns what a merchant's work ("" in a one-merchant deployment) is told to. Every
+// operation's counters of the merchant exist from then on, at 0, so that rates and alerts see
+// them before the first event.
+func (m *Metrics) For(merchant string) *Merchant {
 	for _, op := range frontpay.Operations() {
 		l := string(op)
-		m.commands.WithLabelValues(l, "succeeded", "")
+		m.commands.WithLabelValues(merchant, l, "succeeded", "")
 		for _, v := range []*prometheus.CounterVec{m.retries, m.idemHits, m.idemConflicts, m.ambiguous, m.unworkable} {
-			v.WithLabelValues(l)
+			v.WithLabelValues(merchant, l)
 		}
 	}
-	return m, nil
+	return &Merchant{m: m, id: merchant}
 }
 
 // newBuildInfo is frontpay_build_info: 1, labelled with the running build (buildinfo.Read), so
@@ -188,11 +186,11 @@ func newBuildInfo() prometheus.Collector {
 }
 
 // Callback counts a callback request by the status it was answered with (status.Observer).
-func (m *Metrics) Callback(code int) { m.callbacks.WithLabelValues(status(code)).Inc() }
+func (o *Merchant) Callback(code int) { o.m.callbacks.WithLabelValues(o.id, httpStatus(code)).Inc() }
 
 // Change counts a status change by source and outcome (status.Observer).
-func (m *Metrics) Change(source, outcome string) {
-	m.changes.WithLabelValues(oneOf(source, "callback", "history"), oneOf(outcome, "published", "duplicate", "rejected", "failed")).Inc()
+func (o *Merchant) Change(source, outcome string) {
+	o.m.changes.WithLabelValues(o.id, oneOf(source, "callback", "history"), oneOf(outcome, "published", "duplicate", "rejected", "failed")).Inc()
 }
 
 // oneOf keeps a label value within its set.
@@ -233,8 +231,8 @@ func reason(r schemas.Reason) string {
 	return otherValue
 }
 
-// status is an HTTP status's label value: the code as text, "0" when no answer came.
-func status(code int) string {
+// httpStatus is an HTTP status's label value: the code as text, "0" when no answer came.
+func httpStatus(code int) string {
 	if code < 100 || code > 599 {
 		return "0"
 	}
@@ -251,62 +249,68 @@ func verdict(v string) string {
 }
 
 // APICall implements consumer.Observer.
-func (m *Metrics) APICall(op frontpay.Operation, code int, took time.Duration) {
-	m.apiDuration.WithLabelValues(operation(op), status(code)).Observe(took.Seconds())
+func (o *Merchant) APICall(op frontpay.Operation, code int, took time.Duration) {
+	o.m.apiDuration.WithLabelValues(o.id, operation(op), httpStatus(code)).Observe(took.Seconds())
 }
 
 // Outcome implements consumer.Observer.
-func (m *Metrics) Outcome(op frontpay.Operation, ok bool, r schemas.Reason) {
+func (o *Merchant) Outcome(op frontpay.Operation, ok bool, r schemas.Reason) {
 	if ok {
-		m.commands.WithLabelValues(operation(op), "succeeded", "").Inc()
+		o.m.commands.WithLabelValues(o.id, operation(op), "succeeded", "").Inc()
 		return
 	}
-	m.commands.WithLabelValues(operation(op), "failed", reason(r)).Inc()
+	o.m.commands.WithLabelValues(o.id, operation(op), "failed", reason(r)).Inc()
 }
 
 // Retry implements consumer.Observer.
-func (m *Metrics) Retry(op frontpay.Operation) { m.retries.WithLabelValues(operation(op)).Inc() }
+func (o *Merchant) Retry(op frontpay.Operation) {
+	o.m.retries.WithLabelValues(o.id, operation(op)).Inc()
+}
 
 // Duplicate implements consumer.Observer.
-func (m *Metrics) Duplicate(op frontpay.Operation) { m.idemHits.WithLabelValues(operation(op)).Inc() }
+func (o *Merchant) Duplicate(op frontpay.Operation) {
+	o.m.idemHits.WithLabelValues(o.id, operation(op)).Inc()
+}
 
 // IdempotencyConflict implements consumer.Observer.
-func (m *Metrics) IdempotencyConflict(op frontpay.Operation) {
-	m.idemConflicts.WithLabelValues(operation(op)).Inc()
+func (o *Merchant) IdempotencyConflict(op frontpay.Operation) {
+	o.m.idemConflicts.WithLabelValues(o.id, operation(op)).Inc()
 }
 
 // Ambiguous implements consumer.Observer.
-func (m *Metrics) Ambiguous(op frontpay.Operation) { m.ambiguous.WithLabelValues(operation(op)).Inc() }
+func (o *Merchant) Ambiguous(op frontpay.Operation) {
+	o.m.ambiguous.WithLabelValues(o.id, operation(op)).Inc()
+}
 
 // ReadBack implements consumer.Observer.
-func (m *Metrics) ReadBack(op frontpay.Operation, v string) {
-	m.readbacks.WithLabelValues(operation(op), verdict(v)).Inc()
+func (o *Merchant) ReadBack(op frontpay.Operation, v string) {
+	o.m.readbacks.WithLabelValues(o.id, operation(op), verdict(v)).Inc()
 }
 
 // DeadLetter implements consumer.Observer.
-func (m *Metrics) DeadLetter() { m.deadLetters.Inc() }
+func (o *Merchant) DeadLetter() { o.m.deadLetters.WithLabelValues(o.id).Inc() }
 
 // Settled implements consumer.Observer.
-func (m *Metrics) Settled(op frontpay.Operation, took time.Duration) {
-	m.settled.WithLabelValues(operation(op)).Observe(max(took.Seconds(), 0))
+func (o *Merchant) Settled(op frontpay.Operation, took time.Duration) {
+	o.m.settled.WithLabelValues(o.id, operation(op)).Observe(max(took.Seconds(), 0))
 }
 
 // TakeOver implements consumer.Observer.
-func (m *Metrics) TakeOver() { m.takeovers.Inc() }
+func (o *Merchant) TakeOver() { o.m.takeovers.WithLabelValues(o.id).Inc() }
 
 // Unworkable implements consumer.Observer.
-func (m *Metrics) Unworkable(op frontpay.Operation) {
-	m.unworkable.WithLabelValues(operation(op)).Inc()
+func (o *Merchant) Unworkable(op frontpay.Operation) {
+	o.m.unworkable.WithLabelValues(o.id, operation(op)).Inc()
 }
 
-// ClientHooks are the Front Payment client's hooks that count its waits.
-func (m *Metrics) ClientHooks() frontpay.Hooks {
+// ClientHooks are the merchant's Front Payment client's hooks, which count its waits.
+func (o *Merchant) ClientHooks() frontpay.Hooks {
 	return frontpay.Hooks{
 		RateLimitWait: func(took time.Duration) {
-			m.rateWaits.Inc()
-			m.rateWaited.Add(max(took.Seconds(), 0))
+			o.m.rateWaits.WithLabelValues(o.id).Inc()
+			o.m.rateWaited.WithLabelValues(o.id).Add(max(took.Seconds(), 0))
 		},
-		RetryAfterCapped: func(time.Duration) { m.capped.Inc() },
+		RetryAfterCapped: func(time.Duration) { o.m.capped.WithLabelValues(o.id).Inc() },
 	}
 }
 
@@ -319,7 +323,7 @@ type lagCollector struct {
 
 func newLagCollector(lag LagFunc) *lagCollector {
 	desc := func(name, help string) *prometheus.Desc {
-		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "consumer", name), help, []string{"consumer", "operation"}, nil)
+		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "consumer", name), help, []string{"merchant", "consumer", "operation"}, nil)
 	}
 	return &lagCollector{
 		lag: lag,
@@ -351,12 +355,12 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, 1)
-	seen := map[[2]string]bool{}
+	seen := map[[3]string]bool{}
 	for _, l := range lags {
-		if seen[[2]string{l.Consumer, l.Operation}] {
+		if seen[[3]string{l.Merchant, l.Consumer, l.Operation}] {
 			continue // a series twice would fail the whole scrape
 		}
-		seen[[2]string{l.Consumer, l.Operation}] = true
+		seen[[3]string{l.Merchant, l.Consumer, l.Operation}] = true
 		op := l.Operation
 		if op != "" {
 			op = operation(frontpay.Operation(op))
@@ -371,7 +375,7 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 			{c.waiting, float64(l.Waiting)},
 			{c.oldest, l.OldestAge.Seconds()},
 		} {
-			ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, g.v, l.Consumer, op)
+			ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, g.v, l.Merchant, l.Consumer, op)
 		}
 	}
 }

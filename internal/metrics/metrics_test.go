@@ -97,7 +97,7 @@ func (w *metricWorld) startWorker(t *testing.T) {
 		Topology: w.topo, Source: "metrics-test", Instance: "metrics-test-1",
 		MaxAttempts: 4, RetryInitial: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond,
 		APITimeout: 10 * time.Second, Concurrency: 8, DrainTimeout: 10 * time.Second, LeaseMargin: time.Second,
-		Observer: w.metrics,
+		Observer: w.metrics.For(""),
 	}, w.js, w.kv, client, publisher.New(w.js, nil, 5*time.Second))
 	ctx, cancel := context.WithCancel(context.Background())
 	ready, done := make(chan struct{}), make(chan error, 1)
@@ -389,7 +389,7 @@ func TestMetricsOfAScriptedRun(t *testing.T) {
 
 	// One wait for the rate limit, in a client with the metrics' hooks: held back by a 429's
 	// pause (Retry-After: 1), capped at 100ms.
-	client, err := frontpay.New(w.apiURL, metricToken, frontpay.WithRetryAfterMax(100*time.Millisecond), frontpay.WithHooks(w.metrics.ClientHooks()))
+	client, err := frontpay.New(w.apiURL, metricToken, frontpay.WithRetryAfterMax(100*time.Millisecond), frontpay.WithHooks(w.metrics.For("").ClientHooks()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,34 +403,34 @@ func TestMetricsOfAScriptedRun(t *testing.T) {
 
 	body, fams := w.scrapeNow(t)
 	checkFamily(t, fams, "frontpay_commands_total", map[string]float64{
-		"operation=reservation.details,outcome=succeeded,reason=":                  3,
-		"operation=reservation.details,outcome=failed,reason=not_found":            1,
-		"operation=reservation.details,outcome=failed,reason=idempotency_conflict": 1,
-		"operation=reservation.history,outcome=succeeded,reason=":                  1,
-		"operation=reservation.capture,outcome=succeeded,reason=":                  1,
+		"merchant=,operation=reservation.details,outcome=succeeded,reason=":                  3,
+		"merchant=,operation=reservation.details,outcome=failed,reason=not_found":            1,
+		"merchant=,operation=reservation.details,outcome=failed,reason=idempotency_conflict": 1,
+		"merchant=,operation=reservation.history,outcome=succeeded,reason=":                  1,
+		"merchant=,operation=reservation.capture,outcome=succeeded,reason=":                  1,
 	})
 	checkFamily(t, fams, "frontpay_api_request_duration_seconds", map[string]float64{
-		"operation=reservation.details,status=200": 3,
-		"operation=reservation.details,status=404": 1,
-		"operation=reservation.history,status=503": 1,
-		"operation=reservation.history,status=200": 1,
-		"operation=reservation.capture,status=0":   1,
+		"merchant=,operation=reservation.details,status=200": 3,
+		"merchant=,operation=reservation.details,status=404": 1,
+		"merchant=,operation=reservation.history,status=503": 1,
+		"merchant=,operation=reservation.history,status=200": 1,
+		"merchant=,operation=reservation.capture,status=0":   1,
 	})
 	checkFamily(t, fams, "frontpay_retries_total", map[string]float64{
-		"operation=reservation.history": 1,
-		"operation=reservation.capture": 1,
+		"merchant=,operation=reservation.history": 1,
+		"merchant=,operation=reservation.capture": 1,
 	})
-	checkFamily(t, fams, "frontpay_idempotency_hits_total", map[string]float64{"operation=reservation.details": 1})
-	checkFamily(t, fams, "frontpay_idempotency_conflicts_total", map[string]float64{"operation=reservation.details": 1})
-	checkFamily(t, fams, "frontpay_ambiguous_outcomes_total", map[string]float64{"operation=reservation.capture": 1})
-	checkFamily(t, fams, "frontpay_readbacks_total", map[string]float64{"operation=reservation.capture,verdict=applied": 1})
-	checkFamily(t, fams, "frontpay_dead_letters_total", map[string]float64{"": 1})
-	checkFamily(t, fams, "frontpay_rate_limit_waits_total", map[string]float64{"": 1})
-	checkFamily(t, fams, "frontpay_retry_after_capped_total", map[string]float64{"": 1})
+	checkFamily(t, fams, "frontpay_idempotency_hits_total", map[string]float64{"merchant=,operation=reservation.details": 1})
+	checkFamily(t, fams, "frontpay_idempotency_conflicts_total", map[string]float64{"merchant=,operation=reservation.details": 1})
+	checkFamily(t, fams, "frontpay_ambiguous_outcomes_total", map[string]float64{"merchant=,operation=reservation.capture": 1})
+	checkFamily(t, fams, "frontpay_readbacks_total", map[string]float64{"merchant=,operation=reservation.capture,verdict=applied": 1})
+	checkFamily(t, fams, "frontpay_dead_letters_total", map[string]float64{"merchant=": 1})
+	checkFamily(t, fams, "frontpay_rate_limit_waits_total", map[string]float64{"merchant=": 1})
+	checkFamily(t, fams, "frontpay_retry_after_capped_total", map[string]float64{"merchant=": 1})
 	if v := value(fams, "frontpay_rate_limit_wait_seconds_total", nil); v < 0.05 || v > 30 {
 		t.Errorf("frontpay_rate_limit_wait_seconds_total %v, want the 100ms pause and a little", v)
 	}
-	checkFamily(t, fams, "frontpay_takeovers_total", map[string]float64{"": 1})
+	checkFamily(t, fams, "frontpay_takeovers_total", map[string]float64{"merchant=": 1})
 	if h := series(fams, "frontpay_command_duration_seconds", map[string]string{"operation": "reservation.capture"}); h == nil || h.GetHistogram().GetSampleCount() != 1 {
 		t.Errorf("frontpay_command_duration_seconds of the capture: %v", h)
 	}
@@ -558,7 +558,7 @@ func TestMetricsLagUnreadable(t *testing.T) {
 	if f := fams["frontpay_consumer_pending"]; f != nil {
 		t.Errorf("pending shown without a lag: %v", f)
 	}
-	if fams["frontpay_dead_letters_total"] == nil {
+	if fams["frontpay_build_info"] == nil {
 		t.Error("the other metrics are missing")
 	}
 
@@ -576,9 +576,10 @@ func TestMetricsLabelsStayBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Outcome("reservation.RES1234567890", false, "customer kari@example.no")
-	m.APICall("x", 1234, time.Millisecond)
-	m.ReadBack(frontpay.ReservationCapture, "maybe RES1234567890")
+	o := m.For("shop1")
+	o.Outcome("reservation.RES1234567890", false, "customer kari@example.no")
+	o.APICall("x", 1234, time.Millisecond)
+	o.ReadBack(frontpay.ReservationCapture, "maybe RES1234567890")
 	h := httptest.NewServer(m.Handler())
 	defer h.Close()
 	body, fams := metricScrape(t, h.URL)
@@ -586,9 +587,9 @@ func TestMetricsLabelsStayBounded(t *testing.T) {
 		t.Errorf("data in the labels:\n%s", body)
 	}
 	for name, l := range map[string]map[string]string{
-		"frontpay_commands_total":               {"operation": "unknown", "outcome": "failed", "reason": "other"},
-		"frontpay_api_request_duration_seconds": {"operation": "unknown", "status": "0"},
-		"frontpay_readbacks_total":              {"operation": "reservation.capture", "verdict": "other"},
+		"frontpay_commands_total":               {"merchant": "shop1", "operation": "unknown", "outcome": "failed", "reason": "other"},
+		"frontpay_api_request_duration_seconds": {"merchant": "shop1", "operation": "unknown", "status": "0"},
+		"frontpay_readbacks_total":              {"merchant": "shop1", "operation": "reservation.capture", "verdict": "other"},
 		"frontpay_consumer_pending":             {"consumer": "c", "operation": "unknown"},
 	} {
 		if v := value(fams, name, l); v < 0 {

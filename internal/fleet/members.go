@@ -1,0 +1,160 @@
+package fleet
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nordpay/frontpay-worker/consumer"
+)
+
+// Spreading merchants over the replicas.
+//
+// Every replica writes a heartbeat to the state bucket (member.<instance>) every second and
+// watches everyone's. A replica is alive while its heartbeat is less than three seconds old, by
+// the watcher's own clock (no clocks are compared). Each merchant is run by the alive replica
+// with the highest rendezvous hash of (merchant, replica): every replica computes the same
+// assignment from the same members, a replica that joins takes about 1/R of the merchants, and
+// one that leaves or dies gives up only its own. A replica that stops deletes its heartbeat, so
+// the others take its merchants over at once; one that dies loses them once its heartbeat is
+// three seconds old (and the server's pin on each, after PinnedTTL).
+
+const (
+	heartbeatEvery = time.Second
+	aliveFor       = 3 * heartbeatEvery
+	// forgetAfter is the age past which a heartbeat left by a replica that died is deleted.
+	forgetAfter = 10 * time.Minute
+)
+
+// members is what a replica knows of the others.
+type members struct {
+	kv   jetstream.KeyValue
+	self string
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	seen    map[string]time.Time // instance → when its last heartbeat arrived here
+	changed chan struct{}        // a member came or went (capacity 1)
+}
+
+func newMembers(kv jetstream.KeyValue, self string, log *slog.Logger) *members {
+	return &members{kv: kv, self: self, log: log, seen: map[string]time.Time{}, changed: make(chan struct{}, 1)}
+}
+
+func memberKey(instance string) string { return consumer.KeyPrefixMember + instance }
+
+// run beats and watches until ctx ends, then deletes this replica's heartbeat.
+func (ms *members) run(ctx context.Context) error {
+	w, err := ms.kv.Watch(ctx, consumer.KeyPrefixMember+"*")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = w.Stop() }()
+	beat := time.NewTicker(heartbeatEvery)
+	defer beat.Stop()
+	ms.beat(ctx)
+	initial := true
+	for {
+		select {
+		case <-ctx.Done():
+			dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if err := ms.kv.Delete(dctx, memberKey(ms.self)); err != nil {
+				ms.log.Debug("leave", "err", err)
+			}
+			return nil
+		case <-beat.C:
+			ms.beat(ctx)
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("membership watch ended")
+			}
+			if e == nil {
+				initial = false // the values stored before the watch are in
+				continue
+			}
+			ms.update(e, initial)
+		}
+	}
+}
+
+// beat writes this replica's heartbeat and forgets those of replicas long dead.
+func (ms *members) beat(ctx context.Context) {
+	if _, err := ms.kv.PutString(ctx, memberKey(ms.self), time.Now().UTC().Format(time.RFC3339)); err != nil {
+		ms.log.Debug("heartbeat", "err", err)
+	}
+	ms.mu.Lock()
+	var gone []string
+	for inst, at := range ms.seen {
+		if time.Since(at) > forgetAfter {
+			gone = append(gone, inst)
+		}
+	}
+	ms.mu.Unlock()
+	for _, inst := range gone {
+		_ = ms.kv.Delete(ctx, memberKey(inst))
+	}
+}
+
+// update takes one heartbeat (or its deletion) in. A heartbeat stored before this replica
+// watched is dated by the server's clock, the only date it has; every later one by its arrival.
+func (ms *members) update(e jetstream.KeyValueEntry, stored bool) {
+	inst := strings.TrimPrefix(e.Key(), consumer.KeyPrefixMember)
+	at := time.Now()
+	if stored && e.Created().Before(at) {
+		at = e.Created()
+	}
+	ms.mu.Lock()
+	_, was := ms.seen[inst]
+	if e.Operation() == jetstream.KeyValuePut {
+		ms.seen[inst] = at
+	} else {
+		delete(ms.seen, inst)
+	}
+	_, is := ms.seen[inst]
+	ms.mu.Unlock()
+	if was != is {
+		ms.signal()
+	}
+}
+
+func (ms *members) signal() {
+	select {
+	case ms.changed <- struct{}{}:
+	default:
+	}
+}
+
+// alive returns the replicas alive now, this one always among them, sorted.
+func (ms *members) alive() []string {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	out := []string{ms.self}
+	for inst, at := range ms.seen {
+		if inst != ms.self && time.Since(at) < aliveFor {
+			out = append(out, inst)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// assignee is the replica that runs a merchant: the highest rendezvous hash among members.
+func assignee(merchant string, members []string) string {
+	var best string
+	var top uint64
+	for _, m := range members {
+		sum := sha256.Sum256([]byte(merchant + "\x00" + m))
+		if h := binary.BigEndian.Uint64(sum[:8]); best == "" || h > top {
+			best, top = m, h
+		}
+	}
+	return best
+}
