@@ -68,9 +68,9 @@ type Config struct {
 	// pin, or it stops): what must happen at the owner alone, e.g. the merchant's status service.
 	// Run waits for it to return.
 	WhileOwner func(ctx context.Context)
-	Observer    Observer // where set, told of what happens
-	Logger      *slog.Logger
-	Now         func() time.Time
+	Observer   Observer // where set, told of what happens
+	Logger     *slog.Logger
+	Now        func() time.Time
 }
 
 func (c *Config) defaults() {
