@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -42,6 +43,9 @@ var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
 // reserved are ids a merchant cannot have: the first token of the worker's own subjects.
 var reserved = map[string]bool{"frontpay": true}
 
+// fields are the names of a merchant's fields in the file.
+var fields = []string{"id", "tokenFile", "apiUrl", "rate", "callbackSecretFile"}
+
 // fileMerchant is a merchant as the file writes it.
 type fileMerchant struct {
 	ID                 string `json:"id"`
@@ -66,6 +70,19 @@ func Load(path, defaultURL string, defaultRate int) ([]Merchant, error) {
 		return nil, fmt.Errorf("FRONTPAY_MERCHANTS_FILE %s: %w", path, err)
 	}
 	var errs []error
+	// encoding/json matches member names regardless of case: a misspelt "tokenfile" would be
+	// taken for tokenFile. Names must be exactly the file's.
+	var names struct {
+		Merchants []map[string]any `json:"merchants"`
+	}
+	_ = yaml.Unmarshal(raw, &names)
+	for i, m := range names.Merchants {
+		for k := range m {
+			if !slices.Contains(fields, k) {
+				errs = append(errs, fmt.Errorf("FRONTPAY_MERCHANTS_FILE: merchants[%d]: unknown field %q (the fields are %s)", i, k, strings.Join(fields, ", ")))
+			}
+		}
+	}
 	seen := map[string]int{}
 	out := make([]Merchant, 0, len(file.Merchants))
 	for i, fm := range file.Merchants {

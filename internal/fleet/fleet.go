@@ -212,9 +212,10 @@ func (f *Fleet) assign(ctx context.Context) error {
 	members := f.ms.alive()
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	owners := assign(slices.Collect(maps.Keys(f.lanes)), members)
 	var errs []error
 	for id, l := range f.lanes {
-		mine := assignee(id, members) == f.cfg.Worker.Instance
+		mine := owners[id] == f.cfg.Worker.Instance
 		switch {
 		case mine && l.cancel == nil:
 			errs = append(errs, f.start(ctx, l))

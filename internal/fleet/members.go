@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -19,10 +20,11 @@ import (
 //
 // Every replica writes a heartbeat to the state bucket (member.<instance>) every second and
 // watches everyone's. A replica is alive while its heartbeat is less than three seconds old, by
-// the watcher's own clock (no clocks are compared). Each merchant is run by the alive replica
-// with the highest rendezvous hash of (merchant, replica): every replica computes the same
-// assignment from the same members, a replica that joins takes about 1/R of the merchants, and
-// one that leaves or dies gives up only its own. A replica that stops deletes its heartbeat, so
+// the watcher's own clock (no clocks are compared). Merchants are assigned by rendezvous hashing
+// with bounded loads: in the order of their ids, each goes to the first replica, in the order of
+// the rendezvous hash of (merchant, replica), that has fewer than ceil(M/R) merchants yet. Every
+// replica computes the same assignment from the same members and merchants, the loads differ by
+// one at most, and a change of members moves few merchants. A replica that stops deletes its heartbeat, so
 // the others take its merchants over at once; one that dies loses them once its heartbeat is
 // three seconds old (and the server's pin on each, after PinnedTTL).
 
@@ -146,15 +148,26 @@ func (ms *members) alive() []string {
 	return out
 }
 
-// assignee is the replica that runs a merchant: the highest rendezvous hash among members.
-func assignee(merchant string, members []string) string {
-	var best string
-	var top uint64
-	for _, m := range members {
-		sum := sha256.Sum256([]byte(merchant + "\x00" + m))
-		if h := binary.BigEndian.Uint64(sum[:8]); best == "" || h > top {
-			best, top = m, h
+// assign returns the replica that runs each merchant, among members (not empty).
+func assign(merchants, members []string) map[string]string {
+	limit := (len(merchants) + len(members) - 1) / max(len(members), 1)
+	load := map[string]int{}
+	out := map[string]string{}
+	for _, m := range slices.Sorted(slices.Values(merchants)) {
+		ranked := slices.Clone(members)
+		slices.SortFunc(ranked, func(a, b string) int { return cmp.Compare(score(m, b), score(m, a)) })
+		for _, r := range ranked {
+			if load[r] < limit {
+				out[m], load[r] = r, load[r]+1
+				break
+			}
 		}
 	}
-	return best
+	return out
+}
+
+// score is the rendezvous hash of a merchant and a replica.
+func score(merchant, replica string) uint64 {
+	sum := sha256.Sum256([]byte(merchant + "\x00" + replica))
+	return binary.BigEndian.Uint64(sum[:8])
 }
