@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -173,6 +174,31 @@ func (t Topology) Lag(ctx context.Context, js jetstream.JetStream, merchant stri
 		}
 		out = append(out, l)
 	}
+	return out, nil
+}
+
+// MerchantsOf lists the merchants whose consumers exist on the command stream, sorted: "" alone in
+// a one-merchant deployment.
+func (t Topology) MerchantsOf(ctx context.Context, js jetstream.JetStream) ([]string, error) {
+	stream, err := js.Stream(ctx, t.CommandStream())
+	if err != nil {
+		return nil, fmt.Errorf("open stream %s: %w", t.CommandStream(), err)
+	}
+	skip := append(legacyConsumers(), UnknownMerchantsConsumer)
+	var out []string
+	lister := stream.ConsumerNames(ctx)
+	for name := range lister.Name() {
+		switch id, ok := strings.CutPrefix(name, "frontpay-"); {
+		case name == ConsumerName:
+			out = append(out, "")
+		case ok && !slices.Contains(skip, name):
+			out = append(out, id)
+		}
+	}
+	if err := lister.Err(); err != nil {
+		return nil, fmt.Errorf("list consumers of %s: %w", t.CommandStream(), err)
+	}
+	slices.Sort(out)
 	return out, nil
 }
 

@@ -631,6 +631,7 @@ var errThreshold = errors.New("threshold crossed")
 
 // lagOptions are the flags of lag.
 type lagOptions struct {
+	merchant      string
 	json          bool
 	maxPending    uint64
 	maxAckPending int
@@ -650,12 +651,14 @@ code 1 when a consumer crosses a threshold, after printing the table.
 ` + toolsEnv,
 		Example: `  frontpay-worker lag
   frontpay-worker lag --json
-  frontpay-worker lag --max-age 5m --max-pending 1000`,
+  frontpay-worker lag --max-age 5m --max-pending 1000
+  frontpay-worker lag --merchant shop1`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runLag(cmd.Context(), o, cmd.OutOrStdout()) },
 	}
 	f := cmd.Flags()
 	f.BoolVar(&o.json, "json", false, "print JSON instead of a table")
+	f.StringVar(&o.merchant, "merchant", "", "with several merchants (FRONTPAY_MERCHANTS_FILE): this merchant's consumer only (default: every merchant's)")
 	f.Uint64Var(&o.maxPending, "max-pending", 0, "fail when a consumer has more commands not yet delivered (0: no check)")
 	f.IntVar(&o.maxAckPending, "max-ack-pending", 0, "fail when a consumer has more commands delivered and not yet answered (0: no check)")
 	f.DurationVar(&o.maxAge, "max-age", 0, "fail when a consumer's oldest unanswered command is older (0: no check)")
@@ -669,12 +672,28 @@ func runLag(ctx context.Context, o lagOptions, out io.Writer) error {
 		return err
 	}
 	defer t.close()
-	lags, err := t.topo.Lag(ctx, t.js, "")
-	if err != nil {
-		return natsFailure(err)
+	merchants := []string{o.merchant}
+	if o.merchant == "" {
+		if merchants, err = t.topo.MerchantsOf(ctx, t.js); err != nil {
+			return natsFailure(err)
+		}
 	}
-	// The consumer's row is "(all)"; the operations' rows come from the owner's report.
-	row := func(l consumer.ConsumerLag) string { return cmp.Or(l.Operation, "(all)") }
+	var lags []consumer.ConsumerLag
+	for _, m := range merchants {
+		l, err := t.topo.Lag(ctx, t.js, m)
+		if err != nil {
+			return natsFailure(err)
+		}
+		lags = append(lags, l...)
+	}
+	// A consumer's row is "(all)"; the operations' rows come from its owner's report.
+	row := func(l consumer.ConsumerLag) string {
+		r := cmp.Or(l.Operation, "(all)")
+		if l.Merchant != "" {
+			r = l.Merchant + " " + r
+		}
+		return r
+	}
 	var crossed []string
 	for _, l := range lags {
 		switch {
@@ -693,10 +712,12 @@ func runLag(ctx context.Context, o lagOptions, out io.Writer) error {
 			return err
 		}
 	} else {
-		fmt.Fprintf(out, "consumer %s, owner %s\n", consumer.ConsumerName, cmp.Or(lags[0].Owner, "(none reporting)"))
-		fmt.Fprintf(out, "%-24s %10s %11s %11s %8s %12s\n", "OPERATION", "PENDING", "ACK PENDING", "REDELIVERED", "WAITING", "OLDEST")
 		for _, l := range lags {
-			fmt.Fprintf(out, "%-24s %10d %11d %11d %8d %12s\n", row(l), l.Pending, l.AckPending, l.Redelivered, l.Waiting,
+			if l.Operation == "" {
+				fmt.Fprintf(out, "consumer %s, owner %s\n", l.Consumer, cmp.Or(l.Owner, "(none reporting)"))
+				fmt.Fprintf(out, "%-24s %10s %11s %11s %8s %12s\n", "OPERATION", "PENDING", "ACK PENDING", "REDELIVERED", "WAITING", "OLDEST")
+			}
+			fmt.Fprintf(out, "%-24s %10d %11d %11d %8d %12s\n", cmp.Or(l.Operation, "(all)"), l.Pending, l.AckPending, l.Redelivered, l.Waiting,
 				l.OldestAge.Round(time.Millisecond))
 		}
 	}
