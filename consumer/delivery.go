@@ -32,8 +32,9 @@ func (w *Worker) work(ctx context.Context, t *task) {
 		w.active.Add(1)
 	}
 	w.mu.Unlock()
+	t.waited()
 
-	wait, err := w.protect(ctx, t)
+	wait, err := w.protect(t.within(ctx), t)
 	switch {
 	case err == nil && wait == 0:
 		t.errs = 0
@@ -53,6 +54,7 @@ func (w *Worker) work(ctx context.Context, t *task) {
 // settle acknowledges a command whose result (or dead letter) is stored.
 func (w *Worker) settle(t *task) {
 	_ = t.msg.Ack()
+	t.endTrace("settled", nil)
 	w.obs.Settled(t.op, time.Since(t.received))
 	w.release(t)
 }
@@ -73,6 +75,7 @@ func (w *Worker) handBack(t *task) {
 		}
 		cancel()
 	}
+	t.endTrace("handed back", nil)
 	w.release(t)
 }
 
@@ -155,11 +158,14 @@ func (w *Worker) refuse(ctx context.Context, t *task) error {
 	if err != nil {
 		return err
 	}
+	t.traced(&ev)
 	b, err := json.Marshal(ev)
 	if err != nil {
 		return err
 	}
 	w.obs.Outcome(t.op, false, schemas.InvalidCommand)
+	ctx, span := w.child(ctx, "frontpay.publish")
+	defer span.End()
 	w.log.Warn("invalid command", "op", t.op, "id", o.CommandID, "key", o.Key, "correlationid", o.CorrelationID,
 		"resource", o.Resource, "problems", len(t.invalid.Fields))
 	return w.pub.Publish(ctx, schemas.ResultSubject(w.subjects(), t.op, false), ev.ID, b)

@@ -60,6 +60,7 @@ type harness struct {
 	results   *collector // the result stream, as stored (duplicates dropped)
 	sent      *collector // every publication on a result subject, copies the stream dropped included
 	workerAPI *frontpay.Client
+	apiURL    string  // the sandbox's
 	worker    *runner // the default worker, nil with withoutWorker
 }
 
@@ -121,6 +122,7 @@ func setup(t testing.TB, opts ...option) *harness {
 	h.sb = sandbox.New(o.sandbox)
 	api := httptest.NewServer(h.calls.wrap(h.sb))
 	t.Cleanup(api.Close)
+	h.apiURL = api.URL
 	h.api = newClient(t, api.URL, testToken)
 	h.workerAPI = newClient(t, api.URL, o.token)
 

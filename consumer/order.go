@@ -1,8 +1,11 @@
 package consumer
 
 import (
+	"context"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nordpay/frontpay-worker/frontpay"
@@ -47,6 +50,10 @@ type task struct {
 	reads    int       // failed baseline reads of a command without a record yet
 	resumeAt time.Time // when the wait the task is in ends
 	errs     int       // infrastructure errors in a row
+
+	ctx     context.Context // the trace the delivery's work is in (tracing.go)
+	span    trace.Span      // the delivery's span; nil without Config.Tracer
+	waiting trace.Span      // the span of the wait the task is in; nil when none
 }
 
 // decode reads a delivery: which operation, and whether it is a valid command.
@@ -72,6 +79,7 @@ func (w *Worker) decode(m jetstream.Msg, md *jetstream.MsgMetadata, epoch uint64
 	default:
 		t.deadLetter = "not a JSON object"
 	}
+	w.traceTask(t)
 	return t
 }
 
@@ -113,6 +121,7 @@ func (w *Worker) release(t *task) {
 // later puts t back on the run queue once its wait d is over.
 func (w *Worker) later(t *task, d time.Duration) {
 	t.resumeAt = w.now().Add(d)
+	_, t.waiting = w.child(t.ctx, "frontpay.wait")
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.stopping {

@@ -234,6 +234,7 @@ func (w *Worker) dropHeld() {
 	for seq, t := range w.held {
 		if !t.started {
 			delete(w.held, seq)
+			t.endTrace("dropped", nil)
 		}
 	}
 	clear(w.fifos)

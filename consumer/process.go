@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
@@ -188,7 +190,9 @@ func (w *Worker) resolve(ctx context.Context, t *task) (time.Duration, error) {
 		w.obs.ReadBack(op, undecided.String())
 		return w.lost(t, w.fail(ctx, t, schemas.Failure{Reason: schemas.OutcomeUnknown, Message: "outcomeUnknownNoReadBack"}))
 	}
-	d, err := w.api.Details(ctx, t.cmd.Params[0])
+	rctx, span := w.child(ctx, "frontpay.readback")
+	d, err := w.api.Details(rctx, t.cmd.Params[0])
+	span.End()
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
@@ -280,6 +284,7 @@ func (w *Worker) succeed(ctx context.Context, t *task, status int, message strin
 	if err != nil {
 		return err
 	}
+	t.traced(&ev)
 	return w.finish(ctx, t, "", ev)
 }
 
@@ -302,14 +307,16 @@ func (w *Worker) failure(t *task, f schemas.Failure) (schemas.Event, error) {
 	if len(f.Errors) == 0 {
 		f.Errors = json.RawMessage("null")
 	}
-	return schemas.NewFailure(w.cfg.Source, w.origin(t), f, w.now())
+	ev, err := schemas.NewFailure(w.cfg.Source, w.origin(t), f, w.now())
+	t.traced(&ev)
+	return ev, err
 }
 
 // conflict publishes the idempotency_conflict failure of a command whose key was used by another
 // operation or with other data. It is not recorded: the key's record stays the first command's,
 // and the failure has an id of its own.
 func (w *Worker) conflict(ctx context.Context, t *task) error {
-	ev, err := w.failure(&task{raw: t.raw, cmd: t.cmd}, schemas.Failure{
+	ev, err := w.failure(&task{raw: t.raw, cmd: t.cmd, ctx: t.ctx}, schemas.Failure{
 		Reason: schemas.IdempotencyConflict, Message: "idempotencyKeyUsedWithOtherData",
 	})
 	if err != nil {
@@ -321,6 +328,8 @@ func (w *Worker) conflict(ctx context.Context, t *task) error {
 		return err
 	}
 	w.obs.Outcome(t.cmd.Op, false, schemas.IdempotencyConflict)
+	ctx, span := w.child(ctx, "frontpay.publish")
+	defer span.End()
 	return w.pub.Publish(ctx, schemas.ResultSubject(w.subjects(), t.cmd.Op, false), ev.ID, raw)
 }
 
@@ -343,6 +352,8 @@ func (w *Worker) finish(ctx context.Context, t *task, reason schemas.Reason, ev 
 
 // publishRecorded puts a finished record's event on the result stream.
 func (w *Worker) publishRecorded(ctx context.Context, c *claim) error {
+	ctx, span := w.child(ctx, "frontpay.publish")
+	defer span.End()
 	return w.pub.Publish(ctx, c.rec.Subject, c.rec.EventID, c.rec.Event)
 }
 
@@ -353,9 +364,13 @@ func (w *Worker) origin(t *task) schemas.Origin {
 	return o
 }
 
-// logger is the command's logger, with what identifies it.
+// logger is the command's logger, with what identifies it and the ids of its trace.
 func (w *Worker) logger(t *task) *slog.Logger {
-	return w.log.With("op", t.cmd.Op, "id", t.cmd.ID, "key", t.cmd.Key, "correlationid", t.cmd.CorrelationID, "resource", t.cmd.Resource)
+	l := w.log.With("op", t.cmd.Op, "id", t.cmd.ID, "key", t.cmd.Key, "correlationid", t.cmd.CorrelationID, "resource", t.cmd.Resource)
+	if sc := trace.SpanContextFromContext(t.ctx); sc.IsValid() {
+		l = l.With("trace_id", sc.TraceID().String(), "span_id", sc.SpanID().String())
+	}
+	return l
 }
 
 // failureOf maps a permanent error to the failure of CONTRACT.md section 3.

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/schemas"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // state is a step of the idempotency state machine; see the package documentation.
@@ -166,6 +167,8 @@ func (c *claim) move(ctx context.Context, to state, edit func(*record)) error {
 	if !allowed(c.rec.State, to) {
 		return fmt.Errorf("%w: %q → %q", errTransition, c.rec.State, to)
 	}
+	ctx, span := trace.SpanFromContext(ctx).TracerProvider().Tracer(tracerName).Start(ctx, "frontpay.record "+string(to))
+	defer span.End()
 	next := c.rec
 	if edit != nil {
 		edit(&next)

@@ -13,6 +13,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nordpay/frontpay-worker/frontpay"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // API is what the worker needs of the Front Payment client.
@@ -63,6 +64,9 @@ type Config struct {
 	// ReportEvery is how often the owner writes what it holds to the state bucket, for `lag`
 	// (default 5s).
 	ReportEvery time.Duration
+	// Tracer, where set, makes a span of each delivery and of its work (tracing.go); nil: no
+	// spans, and results carry the command's own traceparent.
+	Tracer trace.TracerProvider
 	// WhileOwner, where set, runs in a goroutine of its own each time this worker becomes the
 	// owner of the commands, with a context that ends when it stops being the owner (it lost the
 	// pin, or it stops): what must happen at the owner alone, e.g. the merchant's status service.

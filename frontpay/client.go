@@ -69,7 +69,7 @@ func New(baseURL, token string, opts ...Option) (*Client, error) {
 	c := &Client{
 		base:    u,
 		token:   token,
-		http:    &http.Client{Transport: defaultTransport()},
+		http:    &http.Client{Transport: DefaultTransport()},
 		timeout: 30 * time.Second,
 		now:     time.Now,
 		limit:   &limiter{},
@@ -80,7 +80,9 @@ func New(baseURL, token string, opts ...Option) (*Client, error) {
 	return c, nil
 }
 
-func defaultTransport() *http.Transport {
+// DefaultTransport is the transport of a client without WithHTTPClient: net/http's default, with
+// more idle connections per host. Wrap it to instrument the client (e.g. with otelhttp).
+func DefaultTransport() *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = 256
 	t.MaxIdleConnsPerHost = 256

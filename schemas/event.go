@@ -27,6 +27,10 @@ type Event struct {
 	CorrelationID   string `json:"correlationid,omitempty"`
 	CausationID     string `json:"causationid,omitempty"`
 	ReplayOf        string `json:"replayof,omitempty"`
+	// Traceparent and Tracestate are the CloudEvents distributed-tracing extension: on a
+	// command, the trace its work continues; on a result or status event, the span of the work.
+	Traceparent string `json:"traceparent,omitempty"`
+	Tracestate  string `json:"tracestate,omitempty"`
 	// Merchant names the merchant of a result or status event in a deployment of several
 	// (CONTRACT.md section 9); absent in a one-merchant deployment.
 	Merchant string          `json:"merchant,omitempty"`

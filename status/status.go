@@ -16,6 +16,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/nordpay/frontpay-worker/internal/tracing"
 	"golang.org/x/time/rate"
 
 	"github.com/nordpay/frontpay-worker/frontpay"
@@ -122,6 +126,9 @@ type Config struct {
 	// it arrives.
 	Conn            *nats.Conn
 	CallbackSubject string
+	// Tracer, where set, makes a span of each status change published, whose traceparent the
+	// event carries.
+	Tracer trace.TracerProvider
 }
 
 // Service receives callbacks and polls the history. Its methods are safe for concurrent use.
@@ -265,6 +272,13 @@ func (s *Service) emit(ctx context.Context, c change) (string, error) {
 		return Failed, err
 	}
 	ev.ID = id
+	if s.cfg.Tracer != nil {
+		var span trace.Span
+		ctx, span = s.cfg.Tracer.Tracer("github.com/nordpay/frontpay-worker/status").Start(ctx, "frontpay.status "+c.source,
+			trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attribute.String("frontpay.status", c.status)))
+		defer span.End()
+		ev.Traceparent, ev.Tracestate = tracing.Inject(ctx)
+	}
 	b, err := json.Marshal(ev)
 	if err != nil {
 		return Failed, err

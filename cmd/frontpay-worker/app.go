@@ -20,8 +20,10 @@ import (
 	"github.com/nordpay/frontpay-worker/internal/embedded"
 	"github.com/nordpay/frontpay-worker/internal/fleet"
 	"github.com/nordpay/frontpay-worker/internal/metrics"
+	"github.com/nordpay/frontpay-worker/internal/tracing"
 	"github.com/nordpay/frontpay-worker/publisher"
 	"github.com/nordpay/frontpay-worker/status"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 )
 
 // Main is the whole worker: NATS (embedded or remote), the streams, the Front Payment client,
@@ -43,6 +45,7 @@ type Main struct {
 	http     *http.Server
 	metrics  *metrics.Metrics
 	fleet    *fleet.Fleet
+	traces   func(context.Context) error // flushes the spans
 	cancel   context.CancelFunc
 	done     chan error
 	ready    atomic.Bool
@@ -88,6 +91,17 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	pub := publisher.New(js, log, 5*time.Second)
+	tp, exporting, shutdown, err := tracing.Setup(ctx, cfg.WorkerName)
+	if err != nil {
+		return err
+	}
+	m.traces = shutdown
+	clientOpts := []frontpay.Option{frontpay.WithTimeout(cfg.APITimeout), frontpay.WithRetryAfterMax(cfg.RetryMax)}
+	if exporting {
+		// The API calls as HTTP client spans, children of their command's.
+		clientOpts = append(clientOpts, frontpay.WithHTTPClient(&http.Client{
+			Transport: otelhttp.NewTransport(frontpay.DefaultTransport(), otelhttp.WithTracerProvider(tp))}))
+	}
 	var f *fleet.Fleet
 	if m.metrics, err = metrics.New(nil, func(ctx context.Context) ([]consumer.ConsumerLag, error) {
 		return f.Lag(ctx)
@@ -100,12 +114,13 @@ func (m *Main) Run(ctx context.Context) error {
 			Topology: topo, Source: cfg.WorkerName, Instance: instanceName(),
 			MaxAttempts: cfg.MaxAttempts, RetryInitial: cfg.RetryInitial, RetryMax: cfg.RetryMax,
 			APITimeout: cfg.APITimeout, Concurrency: cfg.Concurrency, DrainTimeout: cfg.DrainTimeout, LeaseMargin: cfg.LeaseMargin,
-			NoMarker: cfg.ReadbackMarker == "off",
+			NoMarker: cfg.ReadbackMarker == "off", Tracer: tp,
 		},
 		Status: status.Config{
 			Source: cfg.WorkerName, Poll: cfg.HistoryPoll, VerifyTimeout: cfg.DrainTimeout, CallbackShare: cfg.CallbackShare,
+			Tracer: tp,
 		},
-		Client:      []frontpay.Option{frontpay.WithTimeout(cfg.APITimeout), frontpay.WithRetryAfterMax(cfg.RetryMax)},
+		Client:      clientOpts,
 		File:        cfg.MerchantsFile,
 		Single:      fleet.Merchant{APIURL: cfg.APIURL, Rate: cfg.APIRate, Token: string(cfg.APIToken), CallbackSecret: string(cfg.CallbackSecret)},
 		DefaultURL:  cfg.APIURL,
@@ -162,6 +177,11 @@ func (m *Main) close() error {
 	if m.http != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		errs = append(errs, m.http.Shutdown(ctx))
+		cancel()
+	}
+	if m.traces != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, m.traces(ctx))
 		cancel()
 	}
 	if m.nc != nil {

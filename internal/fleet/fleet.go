@@ -46,7 +46,7 @@ type Config struct {
 	Worker consumer.Config
 	Status status.Config
 	// Client are the options of every merchant's Front Payment client besides its rate limit and
-	// hooks (WithTimeout, WithRetryAfterMax).
+	// hooks (WithTimeout, WithRetryAfterMax, WithHTTPClient).
 	Client []frontpay.Option
 	// File is FRONTPAY_MERCHANTS_FILE; "" runs Single alone.
 	File string
