@@ -185,7 +185,7 @@ func TestMs(t *testing.T) {
 
 func TestParseScenarios(t *testing.T) {
 	for in, want := range map[string]string{
-		"all":                 "throughput,idle,latency,ratelimit,memory,failover",
+		"all":                 "throughput,idle,tracing,latency,ratelimit,memory,failover",
 		"failover,idle":       "idle,failover",
 		"latency,throughput":  "throughput,latency",
 		" memory , ratelimit": "ratelimit,memory",

@@ -1,10 +1,11 @@
 // Command bench measures the worker on this machine: throughput against a bare JetStream→HTTP
 // pipeline, its JetStream operations and API calls per command and its overhead per command,
-// the time one command takes on an idle worker, throughput under API latency, the rate limiter
+// the time one command takes on an idle worker, what tracing costs when it exports nothing,
+// throughput under API latency, the rate limiter
 // against the API's limit, the peak memory of a worker process on a large backlog, and how long
 // commands wait when their owner is SIGKILLed.
 //
-//	go run ./cmd/bench [-json out.json] [-scenarios all|throughput,idle,latency,ratelimit,memory,failover] [-n 20000]
+//	go run ./cmd/bench [-json out.json] [-scenarios all|throughput,idle,tracing,latency,ratelimit,memory,failover] [-n 20000]
 //
 // Everything runs in one go: file-backed JetStream (embedded, or a nats-server process for memory
 // and failover) in a temporary directory and the sandbox over loopback HTTP, sharing the machine
@@ -43,6 +44,9 @@ type config struct {
 
 	idleN int
 
+	tracingN    int
+	tracingRuns int
+
 	latencyN int
 	latency  time.Duration
 
@@ -55,7 +59,7 @@ type config struct {
 	memoryDuration time.Duration
 }
 
-var allScenarios = []string{"throughput", "idle", "latency", "ratelimit", "memory", "failover"}
+var allScenarios = []string{"throughput", "idle", "tracing", "latency", "ratelimit", "memory", "failover"}
 
 func parseFlags(args []string) (*config, error) {
 	cfg := &config{}
@@ -69,6 +73,8 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&cfg.n, "n", 20000, "throughput: captures of the full-load runs (worker and bare pipeline)")
 	fs.DurationVar(&cfg.halfDuration, "half-duration", 10*time.Second, "throughput: how long the half-load publisher runs")
 	fs.IntVar(&cfg.idleN, "idle-n", 100, "idle: captures (and charges, completes, cancels) published one at a time")
+	fs.IntVar(&cfg.tracingN, "tracing-n", 5000, "tracing: details commands of each run")
+	fs.IntVar(&cfg.tracingRuns, "tracing-runs", 5, "tracing: runs with the no-op tracer, and as many without a tracer, alternating")
 	fs.IntVar(&cfg.latencyN, "latency-n", 3000, "latency: captures")
 	fs.DurationVar(&cfg.latency, "latency", 50*time.Millisecond, "latency: the sandbox's latency on capture")
 	fs.IntVar(&cfg.ratelimitN, "ratelimit-n", 600, "ratelimit: details commands in the backlog (raised to 125% of what the run's duration allows)")
@@ -88,8 +94,8 @@ func parseFlags(args []string) (*config, error) {
 		return nil, err
 	}
 	switch {
-	case cfg.n < 1 || cfg.idleN < 1 || cfg.latencyN < 1 || cfg.memoryN < 1 || cfg.ratelimitN < 1:
-		return nil, errors.New("-n, -idle-n, -latency-n, -ratelimit-n and -memory-commands must be at least 1")
+	case cfg.n < 1 || cfg.idleN < 1 || cfg.tracingN < 1 || cfg.tracingRuns < 1 || cfg.latencyN < 1 || cfg.memoryN < 1 || cfg.ratelimitN < 1:
+		return nil, errors.New("-n, -idle-n, -tracing-n, -tracing-runs, -latency-n, -ratelimit-n and -memory-commands must be at least 1")
 	case cfg.concurrency < 1:
 		return nil, errors.New("-concurrency must be at least 1")
 	case cfg.latency <= 0 || cfg.ratelimitDuration <= 0 || cfg.memoryDuration <= 0 || cfg.halfDuration <= 0:
@@ -239,6 +245,8 @@ func run(ctx context.Context, cfg *config, args []string) int {
 			"n":                     fmt.Sprint(cfg.n),
 			"halfDuration":          cfg.halfDuration.String(),
 			"idleN":                 fmt.Sprint(cfg.idleN),
+			"tracingN":              fmt.Sprint(cfg.tracingN),
+			"tracingRuns":           fmt.Sprint(cfg.tracingRuns),
 			"latencyN":              fmt.Sprint(cfg.latencyN),
 			"latency":               cfg.latency.String(),
 			"ratelimitN":            fmt.Sprint(cfg.ratelimitN),
@@ -257,7 +265,7 @@ func run(ctx context.Context, cfg *config, args []string) int {
 	log.Printf("machine: %d CPUs (%s), %s, load %s", rep.Machine.NumCPU, rep.Machine.CPUModel, rep.Machine.GoVersion, rep.Machine.LoadAtStart)
 	start := time.Now()
 	scenarios := map[string]func(context.Context, *config) ([]Row, error){
-		"throughput": throughput, "idle": idle, "latency": latency, "ratelimit": ratelimit, "memory": memory,
+		"throughput": throughput, "idle": idle, "tracing": tracingCost, "latency": latency, "ratelimit": ratelimit, "memory": memory,
 		"failover": failover,
 	}
 	for _, name := range cfg.scenarios {

@@ -26,6 +26,8 @@ import (
 	"github.com/nordpay/frontpay-worker/internal/metrics"
 	"github.com/nordpay/frontpay-worker/publisher"
 	"github.com/nordpay/frontpay-worker/schemas"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // token is the sandbox's bearer token.
@@ -112,6 +114,9 @@ type workerOptions struct {
 	Concurrency int
 	APITimeout  time.Duration
 	APIRate     int // requests a minute; 0: no limit (FRONTPAY_API_RATE=0)
+	// Untraced leaves the worker without a tracer (no spans at all); by default it has the no-op
+	// provider that production has without OTEL_* variables.
+	Untraced bool
 }
 
 // runningWorker is a consumer.Worker running in this process on a connection of its own.
@@ -140,6 +145,10 @@ func (w *world) startWorker(ctx context.Context, o workerOptions) (*runningWorke
 		return nil, err
 	}
 	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	var tracer trace.TracerProvider = noop.NewTracerProvider()
+	if o.Untraced {
+		tracer = nil
+	}
 	api, err := frontpay.New(w.http.URL, token, frontpay.WithTimeout(o.APITimeout),
 		frontpay.WithRateLimit(o.APIRate), frontpay.WithRetryAfterMax(5*time.Minute), frontpay.WithHooks(obs.For("").ClientHooks()))
 	if err != nil {
@@ -152,7 +161,7 @@ func (w *world) startWorker(ctx context.Context, o workerOptions) (*runningWorke
 		// Shutting down is not measured; in-flight commands are handed back sooner than
 		// production's 20s.
 		DrainTimeout: 2 * time.Second,
-		Observer:     obs.For(""), Logger: log,
+		Observer:     obs.For(""), Logger: log, Tracer: tracer,
 	}, js, w.kv, api, publisher.New(js, log, 5*time.Second))
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	rw := &runningWorker{nc: nc, cancel: cancel, done: make(chan error, 1)}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"slices"
+
+	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+)
+
+// tracingCost compares the worker as production runs it without OTEL_* variables (the no-op
+// tracer provider: spans made and dropped, traceparents carried) with a worker without a tracer
+// at all: details commands at zero API latency, runs of each alternating, medians compared.
+func tracingCost(ctx context.Context, cfg *config) ([]Row, error) {
+	const sc = "tracing"
+	w, err := newWorld(ctx, sandbox.Options{RateLimit: -1, Seed: 7})
+	if err != nil {
+		return nil, err
+	}
+	defer w.close()
+	res, err := setupReservations(ctx, w.api, w.sb, cfg.tracingN, false)
+	if err != nil {
+		return nil, err
+	}
+	rates := map[bool][]float64{} // untraced → rates
+	for i := range 2 * cfg.tracingRuns {
+		untraced := i%2 == 1
+		cmds, err := detailsCommands(res)
+		if err != nil {
+			return nil, err
+		}
+		wk, err := w.startWorker(ctx, workerOptions{Concurrency: cfg.concurrency, APITimeout: cfg.apiTimeout, Untraced: untraced})
+		if err != nil {
+			return nil, err
+		}
+		p, err := runPhase(ctx, w, cmds, 0, cfg.phaseTimeout, workerResults...)
+		wk.stop()
+		if err != nil {
+			return nil, err
+		}
+		rates[untraced] = append(rates[untraced], p.rate)
+		log.Printf("tracing: run %d (%s): %.0f/s", i+1, map[bool]string{false: "no-op tracer", true: "no tracer"}[untraced], p.rate)
+	}
+	med := func(v []float64) float64 { s := slices.Sorted(slices.Values(v)); return s[len(s)/2] }
+	on, off := med(rates[false]), med(rates[true])
+	share := on / off * 100
+	rows := []Row{
+		info(sc, "no-op tracer (OTEL_* unset), median", on, "commands/s", fmt.Sprintf("%.0f/s", on)),
+		info(sc, "no tracer, median", off, "commands/s", fmt.Sprintf("%.0f/s", off)),
+		atLeast(sc, "no-op tracer / no tracer", share, "%", fmt.Sprintf("%.1f%%", share), 97, "≥ 97%"),
+	}
+	rows[0].Note = fmt.Sprintf("%d runs of %d details commands each, alternating with the runs without a tracer", cfg.tracingRuns, cfg.tracingN)
+	return rows, nil
+}
