@@ -134,9 +134,13 @@ func (w *Worker) later(t *task, d time.Duration) {
 		_, ok := w.waiting[t]
 		delete(w.waiting, t)
 		w.mu.Unlock()
-		if ok {
-			w.runq.push(t)
+		if !ok {
+			// stop took the waiting tasks but was too late to stop this timer: it is ours to
+			// hand back.
+			w.handBack(t)
+			return
 		}
+		w.runq.push(t)
 	})
 }
 
