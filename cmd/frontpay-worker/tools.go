@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nordpay/frontpay-worker/client"
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/schemas"
@@ -215,62 +216,53 @@ func runPublish(ctx context.Context, o publishOptions, opName, file string, stdi
 	if !json.Valid(raw) {
 		return usagef("the payload is not JSON")
 	}
-	ev, cmd, err := newCommand(op, o.source, o.key, o.correlation, json.RawMessage(raw))
-	if err != nil {
-		return err
-	}
 	// The worker would refuse it: say why now, and publish nothing.
-	if _, err := schemas.ParseCommand(op, cmd, time.Now()); err != nil {
-		return usagef("not a valid %s command: %w", op, err)
+	cmd, err := client.NewCommand(op, json.RawMessage(raw), client.Source(o.source), client.Key(o.key), client.Correlation(o.correlation))
+	var invalid *schemas.InvalidError
+	switch {
+	case errors.As(err, &invalid):
+		return usagef("not a valid %s command: %w", op, invalid)
+	case err != nil:
+		return usageError(err)
 	}
 	t, err := openTool(ctx)
 	if err != nil {
 		return err
 	}
 	defer t.close()
-	results := make(chan *nats.Msg, 16)
-	for _, ok := range []bool{true, false} {
-		sub, err := t.nc.ChanSubscribe(schemas.ResultSubject(t.cfg.SubjectPrefix, op, ok), results)
-		if err != nil {
-			return natsFailure(err)
-		}
-		defer func() { _ = sub.Unsubscribe() }()
+	// The client subscribes to the results before it publishes, so that none comes unseen.
+	c, err := client.New(t.nc, client.WithPrefix(t.cfg.SubjectPrefix))
+	if err != nil {
+		return natsFailure(err)
 	}
-	m := nats.NewMsg(schemas.CommandSubject(t.cfg.SubjectPrefix, op))
-	m.Data = cmd
-	m.Header.Set(jetstream.MsgIDHeader, ev.ID)
-	if _, err := t.js.PublishMsg(ctx, m); err != nil {
-		return natsFailure(fmt.Errorf("publish: %w", err))
+	defer c.Close()
+	// Publish retries while NATS cannot take the command: as long as a tool waits for NATS.
+	pctx, cancel := context.WithTimeout(ctx, toolTimeout)
+	err = c.Publish(pctx, cmd)
+	cancel()
+	if err != nil {
+		return natsFailure(err)
 	}
-	k := ev.IdempotencyKey
-	if k == "" {
-		k = ev.ID
-	}
-	fmt.Fprintf(out, "published %s id=%s idempotencykey=%s\n", m.Subject, ev.ID, k)
+	fmt.Fprintf(out, "published %s id=%s idempotencykey=%s\n", c.Subject(cmd), cmd.ID(), cmd.Key())
 	if o.wait == 0 {
 		return nil
 	}
-	timeout := time.After(o.wait)
-	for {
-		select {
-		case msg := <-results:
-			var res schemas.Event
-			if json.Unmarshal(msg.Data, &res) != nil || res.IdempotencyKey != k {
-				continue
-			}
-			fmt.Fprintf(out, "%s\n", msg.Data)
-			if strings.HasSuffix(res.Type, ".failed") {
-				var f schemas.Failure
-				_ = json.Unmarshal(res.Data, &f)
-				return checkFailed(fmt.Errorf("%s failed: %s", op, f.Reason))
-			}
-			return nil
-		case <-timeout:
-			return fmt.Errorf("no result within %s (is a worker running?)", o.wait)
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	wctx, cancel := context.WithTimeout(ctx, o.wait)
+	defer cancel()
+	res, err := c.Await(wctx, cmd.ID())
+	var failure *client.Failure
+	switch {
+	case errors.As(err, &failure):
+		fmt.Fprintf(out, "%s\n", failure.Raw)
+		return checkFailed(fmt.Errorf("%s failed: %s", op, failure.Reason))
+	case res != nil:
+		// A success whose response does not decode into the operation's type is still a success.
+		fmt.Fprintf(out, "%s\n", res.Raw)
+		return nil
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		return fmt.Errorf("no result within %s (is a worker running?)", o.wait)
 	}
+	return err
 }
 
 // replayOptions are the flags of replay.
