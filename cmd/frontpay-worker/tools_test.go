@@ -378,4 +378,16 @@ func TestLagCheck(t *testing.T) {
 	}
 	lag(exitOK, "--max-age", "1h")
 	lag(exitUsage, "--max-age", "soon")
+
+	// With no worker, publish stores the command and finds no result: exit 4 after --wait, 0
+	// without waiting.
+	out, errOut, code := cliRun(t, settings{}, `{"reservationUuid":"RES1"}`, "publish", "reservation.details", "-", "--wait", "300ms")
+	if code != exitFailure || !strings.Contains(out, "published reservation.details.requested id=") ||
+		!strings.Contains(errOut, "no result within 300ms (is a worker running?)") {
+		t.Fatalf("publish --wait with no worker: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = cliRun(t, settings{}, `{"reservationUuid":"RES1"}`, "publish", "reservation.details", "-", "--wait", "0", "--key", "k-1")
+	if code != exitOK || !strings.Contains(out, "idempotencykey=k-1") {
+		t.Fatalf("publish --wait 0: exit %d\n%s%s", code, out, errOut)
+	}
 }
