@@ -138,7 +138,7 @@ func (d *driver) call(ctx context.Context, cmd *client.Command) (*client.Result,
 			case errors.As(o.err, &failure):
 				fmt.Fprintf(d.out, "← %-28s %s\n", failure.Event.Type, summary(failure.Event))
 				return nil, fmt.Errorf("%s failed: %s", cmd.Op(), failure.Event.Data)
-			case o.err != nil && errors.Is(o.err, context.DeadlineExceeded):
+			case errors.Is(o.err, context.DeadlineExceeded):
 				return nil, fmt.Errorf("no result for %s within 30s", cmd.Op())
 			case o.err != nil:
 				return nil, o.err
