@@ -4,7 +4,9 @@
 //
 // # Files
 //
-//   - topology.go: the streams, the state bucket and the one durable consumer.
+//   - topology.go: the streams, the state bucket and the durable consumer (one per merchant).
+//   - bucket.go: the state bucket's key spaces.
+//   - worker.go: the Worker, its configuration and its run.
 //   - owner.go: one worker at a time owns the commands (a pinned consumer), and how ownership
 //     moves without breaking order.
 //   - order.go: per-reservation order in the owner's memory, and the run queue.
@@ -13,6 +15,10 @@
 //   - process.go: what a command does at each state of its record.
 //   - readback.go: deciding an unknown outcome by reading the reservation.
 //   - lag.go: what the owner holds, for operators.
+//   - replay.go: which failures to replay, and the replayed commands.
+//   - merchants.go, unknown.go: several merchants: a merchant's consumer, and the answer to a
+//     merchant the deployment does not know.
+//   - observer.go, tracing.go: what the worker reports: metrics hooks and spans.
 //
 // # The idempotency state machine
 //

@@ -61,7 +61,7 @@ func TestMerchantsKeySpaces(t *testing.T) {
 
 // TestUnknownMerchant: a command of a merchant without a consumer is answered invalid_command /
 // unknownMerchant on its merchant's result subject, with no call; once the merchant is added it is
-// not run, but a replay of it is, once.
+// not run, but replay --merchant selects it, and its replay runs, once.
 func TestUnknownMerchant(t *testing.T) {
 	t.Parallel()
 	h := setup(t, withMerchants())
@@ -77,6 +77,8 @@ func TestUnknownMerchant(t *testing.T) {
 	if n := h.calls.touching(r.UUID); n != 1 { // the test's own details read
 		t.Errorf("%d API calls", n)
 	}
+	other := h.send(t, atMerchant(newCommand(t, frontpay.ReservationCapture, data, withKey("k1")), "shop8"), "")
+	h.await(t, byCause(other.ID), "the other unknown merchant's answer")
 
 	h.startMerchant(t, "shop9")
 	next := h.send(t, atMerchant(newCommand(t, frontpay.ReservationDetails, map[string]any{"reservationUuid": r.UUID}), "shop9"), "")
@@ -84,10 +86,31 @@ func TestUnknownMerchant(t *testing.T) {
 	if e := h.effects(frontpay.ReservationCapture, r.UUID); len(e) != 0 {
 		t.Fatalf("the command answered as unknown ran once the merchant was added: %+v", e)
 	}
-	replay := h.send(t, atMerchant(newCommand(t, frontpay.ReservationCapture, data, withKey("k1"), func(e *schemas.Event) { e.ReplayOf = got.Event.ID }), "shop9"), "")
-	success(t, h.await(t, byCause(replay.ID), "the replay's result"))
+	selected := func(merchant string) []FailureEvent {
+		t.Helper()
+		sel, err := h.topo.SelectReplays(t.Context(), h.js, ReplayFilter{Merchant: merchant}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sel.Selected
+	}
+	if all := selected(""); len(all) != 2 {
+		t.Errorf("every merchant: %d failures selected, want shop8's and shop9's", len(all))
+	}
+	sel := selected("shop9")
+	if len(sel) != 1 || sel[0].Event.ID != got.Event.ID || sel[0].Merchant != "shop9" {
+		t.Fatalf("shop9: selected %+v", sel)
+	}
+	id, err := h.topo.Replay(t.Context(), h.js, sel[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	success(t, h.await(t, byCause(id), "the replay's result"))
 	if e := h.effects(frontpay.ReservationCapture, r.UUID); len(e) != 1 {
 		t.Errorf("after the replay: %+v", e)
+	}
+	if again := selected("shop9"); len(again) != 0 {
+		t.Errorf("after the replay succeeded, selected again: %+v", again)
 	}
 }
 

@@ -23,6 +23,10 @@ type NATSConfig struct {
 	NATSTLSCert   string `envconfig:"NATS_TLS_CERT"`
 	NATSTLSKey    string `envconfig:"NATS_TLS_KEY"`
 	SubjectPrefix string `envconfig:"FRONTPAY_SUBJECT_PREFIX"`
+	// MerchantsFile is FRONTPAY_MERCHANTS_FILE: several merchants in one deployment (CONTRACT.md
+	// section 9), read and checked by internal/fleet. The tools only need to know it is set: the
+	// subjects then name the merchant.
+	MerchantsFile string `envconfig:"FRONTPAY_MERCHANTS_FILE"`
 }
 
 // Config is the worker's configuration, read from the environment (CONTRACT.md section 7, and the
@@ -41,9 +45,6 @@ type Config struct {
 	// ReadbackMarker is "on" (the read-back marker in a capture's or charge's additionalText; ""
 	// in a Config built in code means the same) or "off" (a baseline read before the request).
 	ReadbackMarker string `envconfig:"FRONTPAY_READBACK_MARKER" default:"on"`
-	// MerchantsFile is FRONTPAY_MERCHANTS_FILE: several merchants in one deployment (CONTRACT.md
-	// section 9), read and checked by internal/fleet.
-	MerchantsFile string `envconfig:"FRONTPAY_MERCHANTS_FILE"`
 
 	CallbackSecret     Secret        `envconfig:"FRONTPAY_CALLBACK_SECRET"`
 	CallbackSecretFile string        `envconfig:"FRONTPAY_CALLBACK_SECRET_FILE"`

@@ -3,15 +3,15 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nordpay/frontpay-worker/client"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
 	"github.com/nordpay/frontpay-worker/schemas"
@@ -70,91 +70,104 @@ func demo(ctx context.Context, out io.Writer, verbose bool) error {
 	return d.reservationFlow(ctx, sb.Sandbox, "http://"+m.HTTPAddr+"/callbacks/frontpay")
 }
 
-// driver publishes commands and waits for their results, printing both, and the status events
-// that come meanwhile.
+// driver publishes commands through the client package and waits for their results, printing
+// both, and the status events that come meanwhile.
 type driver struct {
 	nc       *nats.Conn
-	js       jetstream.JetStream
+	c        *client.Client
 	out      io.Writer
-	results  chan *nats.Msg
+	statuses chan *nats.Msg
 	sub      *nats.Subscription
-	statuses int
+	seen     int // status events printed
 }
 
 func newDriver(url string, out io.Writer) (*driver, error) {
-	nc, js, err := connect(&NATSConfig{}, url, discardLogger())
+	nc, _, err := connect(&NATSConfig{}, url, discardLogger())
 	if err != nil {
 		return nil, err
 	}
-	d := &driver{nc: nc, js: js, out: out, results: make(chan *nats.Msg, 64)}
-	if d.sub, err = nc.ChanSubscribe(">", d.results); err != nil {
+	d := &driver{nc: nc, out: out, statuses: make(chan *nats.Msg, 64)}
+	if d.sub, err = nc.ChanSubscribe(schemas.StatusSubject("", "*"), d.statuses); err != nil {
 		nc.Close()
+		return nil, err
+	}
+	if d.c, err = client.New(nc); err != nil {
+		d.close()
 		return nil, err
 	}
 	return d, nil
 }
 
 func (d *driver) close() {
+	if d.c != nil {
+		d.c.Close()
+	}
 	_ = d.sub.Unsubscribe()
 	d.nc.Close()
 }
 
-// call publishes a command and returns the data of its result event.
-func (d *driver) call(ctx context.Context, op frontpay.Operation, data any) (schemas.Event, error) {
-	cmd, raw, err := newCommand(op, "frontpay-demo", "", "demo", data)
-	if err != nil {
-		return schemas.Event{}, err
+// demoCommand is the options of the demo's commands.
+var demoCommand = []client.CommandOption{client.Source("frontpay-demo"), client.Correlation("demo")}
+
+// call publishes a command and returns its result, printing the status events that come while it
+// waits.
+func (d *driver) call(ctx context.Context, cmd *client.Command) (*client.Result, error) {
+	ev := cmd.Event()
+	fmt.Fprintf(d.out, "→ %-28s %s\n", ev.Type, ev.Data)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := d.c.Publish(ctx, cmd); err != nil {
+		return nil, err
 	}
-	fmt.Fprintf(d.out, "→ %-28s %s\n", cmd.Type, cmd.Data)
-	m := nats.NewMsg(schemas.CommandSubject("", op))
-	m.Data = raw
-	m.Header.Set(jetstream.MsgIDHeader, cmd.ID)
-	if _, err := d.js.PublishMsg(ctx, m); err != nil {
-		return schemas.Event{}, fmt.Errorf("publish %s: %w", op, err)
+	type outcome struct {
+		res *client.Result
+		err error
 	}
-	timeout := time.After(30 * time.Second)
+	done := make(chan outcome, 1)
+	go func() {
+		res, err := d.c.Await(ctx, cmd.ID())
+		done <- outcome{res, err}
+	}()
 	for {
 		select {
-		case msg := <-d.results:
-			var ev schemas.Event
-			if json.Unmarshal(msg.Data, &ev) != nil || d.status(ev) || ev.CausationID != cmd.ID {
-				continue
+		case m := <-d.statuses:
+			d.status(m)
+		case o := <-done:
+			var failure *client.Failure
+			switch {
+			case errors.As(o.err, &failure):
+				fmt.Fprintf(d.out, "← %-28s %s\n", failure.Event.Type, summary(failure.Event))
+				return nil, fmt.Errorf("%s failed: %s", cmd.Op(), failure.Event.Data)
+			case errors.Is(o.err, context.DeadlineExceeded):
+				return nil, fmt.Errorf("no result for %s within 30s", cmd.Op())
+			case o.err != nil:
+				return nil, o.err
 			}
-			fmt.Fprintf(d.out, "← %-28s %s\n", ev.Type, summary(ev))
-			if ev.Type != schemas.ResultSubject("", op, true) {
-				return ev, fmt.Errorf("%s failed: %s", op, ev.Data)
-			}
-			return ev, nil
-		case <-timeout:
-			return schemas.Event{}, fmt.Errorf("no result for %s within 30s", op)
-		case <-ctx.Done():
-			return schemas.Event{}, ctx.Err()
+			fmt.Fprintf(d.out, "← %-28s %s\n", o.res.Event.Type, summary(o.res.Event))
+			return o.res, nil
 		}
 	}
 }
 
-// status prints a status event and reports whether ev was one.
-func (d *driver) status(ev schemas.Event) bool {
-	if !strings.HasSuffix(ev.Type, ".status.changed") {
-		return false
+// status prints a status event.
+func (d *driver) status(m *nats.Msg) {
+	var ev schemas.Event
+	if json.Unmarshal(m.Data, &ev) != nil {
+		return
 	}
-	d.statuses++
+	d.seen++
 	fmt.Fprintf(d.out, "◆ %-28s %s\n", ev.Type, ev.Data)
-	return true
 }
 
 // awaitStatuses waits until n status events have been printed.
 func (d *driver) awaitStatuses(ctx context.Context, n int) error {
 	timeout := time.After(30 * time.Second)
-	for d.statuses < n {
+	for d.seen < n {
 		select {
-		case msg := <-d.results:
-			var ev schemas.Event
-			if json.Unmarshal(msg.Data, &ev) == nil {
-				d.status(ev)
-			}
+		case m := <-d.statuses:
+			d.status(m)
 		case <-timeout:
-			return fmt.Errorf("%d status events within 30s, want %d", d.statuses, n)
+			return fmt.Errorf("%d status events within 30s, want %d", d.seen, n)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -174,67 +187,57 @@ func summary(ev schemas.Event) string {
 }
 
 func (d *driver) reservationFlow(ctx context.Context, sb *sandbox.Sandbox, callbackURL string) error {
-	due := strconv.FormatInt(time.Now().Add(72*time.Hour).Unix(), 10)
-	submit := map[string]any{
-		"customerDetails": map[string]any{
-			"type": "private", "countryCode": "+47", "msisdn": "46567468", "email": "kari@example.no",
-			"name": "Kari Nordmann", "preferredLanguage": "no",
-			"address": map[string]any{"street": "Storgata 1", "zip": "0155", "city": "Oslo", "country": "NO"},
-		},
-		"orderDate": strconv.FormatInt(time.Now().Unix(), 10), "dueDateForPaymentLink": due,
-		"sendOrderBy": map[string]any{"sms": false, "email": true},
-		"products": map[string]any{
-			"0": map[string]any{"name": "Ski wax", "productId": "WAX-1", "rate": 300, "tax": "25", "amount": 300},
-			"1": map[string]any{"name": "Ski poles", "productId": "POLE-2", "rate": 700, "tax": "25", "amount": 700},
-		},
-		"orderSummary": map[string]any{"subTotal": 1000, "totalTax": 250, "grandTotal": 1000},
-		"callback":     map[string]any{"callbackUrl": callbackURL},
+	// call takes what a builder of the client returns.
+	call := func(cmd *client.Command, err error) (*client.Result, error) {
+		if err != nil {
+			return nil, err
+		}
+		return d.call(ctx, cmd)
 	}
-	ev, err := d.call(ctx, frontpay.ReservationSubmit, submit)
+	now, yes, no := time.Now(), true, false
+	product := func(name, id string, amount string) frontpay.ReservationProduct {
+		return frontpay.ReservationProduct{Name: name, ProductID: &id, Rate: frontpay.Num(amount), Tax: frontpay.Num("25"), Amount: frontpay.Num(amount)}
+	}
+	res, err := call(client.SubmitReservation(&frontpay.SubmitReservationRequest{
+		CustomerDetails: &frontpay.Customer{
+			Type: "private", CountryCode: "+47", MSISDN: "46567468", Email: "kari@example.no",
+			Name: "Kari Nordmann", PreferredLanguage: "no",
+			Address: &frontpay.Address{Street: "Storgata 1", Zip: "0155", City: "Oslo", Country: "NO"},
+		},
+		OrderDate:             strconv.FormatInt(now.Unix(), 10),
+		DueDateForPaymentLink: strconv.FormatInt(now.Add(72*time.Hour).Unix(), 10),
+		SendOrderBy:           &frontpay.SendOrderBy{SMS: &no, Email: &yes},
+		Products:              frontpay.Lines[frontpay.ReservationProduct]{product("Ski wax", "WAX-1", "300"), product("Ski poles", "POLE-2", "700")},
+		OrderSummary:          &frontpay.ReservationSummary{SubTotal: frontpay.Num("1000"), TotalTax: frontpay.Num("250"), GrandTotal: frontpay.Num("1000")},
+		Callback:              &frontpay.Callback{CallbackURL: callbackURL},
+	}, demoCommand...))
 	if err != nil {
 		return err
 	}
-	var submitted struct {
-		Response frontpay.SubmitReservationResult `json:"response"`
-	}
-	if err := json.Unmarshal(ev.Data, &submitted); err != nil {
-		return err
-	}
-	uuid := submitted.Response.ReservationUUID
-	fmt.Fprintf(d.out, "· the customer pays at %s\n", submitted.Response.CheckoutURL)
+	submitted := res.Value.(*frontpay.SubmitReservationResult)
+	uuid := submitted.ReservationUUID
+	fmt.Fprintf(d.out, "· the customer pays at %s\n", submitted.CheckoutURL)
 	if err := sb.Pay(uuid); err != nil {
 		return err
 	}
-	if ev, err = d.call(ctx, frontpay.ReservationDetails, map[string]any{"reservationUuid": uuid}); err != nil {
+	if res, err = call(client.Details(uuid, demoCommand...)); err != nil {
 		return err
 	}
-	var details struct {
-		Response frontpay.Reservation `json:"response"`
-	}
-	if err := json.Unmarshal(ev.Data, &details); err != nil {
+	wax := res.Value.(*frontpay.Reservation).ProductList[0].ID
+	note := "first parcel"
+	if res, err = call(client.Capture(uuid, &frontpay.CaptureRequest{
+		Products: frontpay.Lines[frontpay.CaptureLine]{{ID: wax, Amount: frontpay.Num("300")}}, GrandTotal: frontpay.Num("300"),
+		AdditionalText: &note,
+	}, demoCommand...)); err != nil {
 		return err
 	}
-	wax := details.Response.ProductList[0].ID
-	if ev, err = d.call(ctx, frontpay.ReservationCapture, map[string]any{
-		"reservationUuid": uuid, "products": []any{map[string]any{"id": wax, "amount": 300}},
-		"grandTotal": 300, "additionalText": "first parcel",
-	}); err != nil {
+	if _, err = call(client.Refund(uuid, &frontpay.RefundRequest{
+		Type: "reservation", GrandTotal: frontpay.Num("100"), Products: []frontpay.CaptureLine{{ID: wax, Amount: frontpay.Num("100")}},
+		Source: "captured", Reference: res.Value.(*frontpay.PaymentResult).UUID,
+	}, demoCommand...)); err != nil {
 		return err
 	}
-	var captured struct {
-		Response frontpay.PaymentResult `json:"response"`
-	}
-	if err := json.Unmarshal(ev.Data, &captured); err != nil {
-		return err
-	}
-	if _, err = d.call(ctx, frontpay.ReservationRefund, map[string]any{
-		"reservationUuid": uuid, "type": "reservation", "grandTotal": 100,
-		"products": []any{map[string]any{"id": wax, "amount": 100}},
-		"source":   "captured", "reference": captured.Response.UUID,
-	}); err != nil {
-		return err
-	}
-	if _, err = d.call(ctx, frontpay.ReservationComplete, map[string]any{"reservationUuid": uuid, "note": "delivered"}); err != nil {
+	if _, err = call(client.Complete(uuid, &frontpay.NoteRequest{Note: "delivered"}, demoCommand...)); err != nil {
 		return err
 	}
 	// Front Payment calls back for reserved and captured; the worker checks each and publishes it.

@@ -34,8 +34,8 @@ func main() {
 
 // toolsEnv is the part of every tool's help that says how it finds NATS.
 const toolsEnv = `The tools (publish, replay, lag) reach NATS through NATS_URL (default ` + defaultNATSURL + `, the
-embedded server of a local worker), NATS_CREDS/NATS_NKEY/NATS_TLS_* and FRONTPAY_SUBJECT_PREFIX.
-They give up at once, with exit code 3, when NATS or its JetStream does not answer.`
+embedded server of a local worker), NATS_CREDS/NATS_NKEY/NATS_TLS_*, FRONTPAY_SUBJECT_PREFIX and, with several merchants,
+FRONTPAY_MERCHANTS_FILE (set: the subjects name the merchant). They give up at once, with exit code 3, when NATS or its JetStream does not answer.`
 
 // settings are what the commands take from the process rather than from the command line.
 type settings struct {

@@ -378,6 +378,29 @@ func paidReservation(t testing.TB, api *frontpay.Client, sb *sandbox.Sandbox) (s
 	return uuid, d.Data.ProductList[0].ID
 }
 
+// newCommand wraps data in a command event of op, unchecked, so that tests can publish what the
+// worker must refuse (the tools build theirs with package client, which checks them). An empty key
+// leaves idempotencykey out, so that the id is the key.
+func newCommand(op frontpay.Operation, source, key, correlation string, data any) (schemas.Event, []byte, error) {
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return schemas.Event{}, nil, fmt.Errorf("encode data: %w", err)
+	}
+	ev := schemas.Event{
+		SpecVersion:     "1.0",
+		ID:              schemas.NewID(),
+		Source:          source,
+		Type:            schemas.CommandSubject("", op),
+		Time:            time.Now().UTC().Format(time.RFC3339),
+		DataContentType: "application/json",
+		IdempotencyKey:  key,
+		CorrelationID:   correlation,
+		Data:            raw,
+	}
+	b, err := json.Marshal(ev)
+	return ev, b, err
+}
+
 // publishCommand publishes a command of op and returns its id.
 func publishCommand(t *testing.T, js jetstream.JetStream, op frontpay.Operation, data any) string {
 	t.Helper()

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"cmp"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nordpay/frontpay-worker/client"
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/schemas"
@@ -60,7 +59,7 @@ func openTool(ctx context.Context) (*tool, error) {
 		nc.Close()
 		return nil, unreachable(fmt.Errorf("NATS at %s answers, but its JetStream does not: %w", nc.ConnectedUrlRedacted(), err))
 	}
-	return &tool{cfg: cfg, nc: nc, js: js, topo: consumer.Topology{Prefix: cfg.SubjectPrefix}}, nil
+	return &tool{cfg: cfg, nc: nc, js: js, topo: consumer.Topology{Prefix: cfg.SubjectPrefix, Merchants: cfg.MerchantsFile != ""}}, nil
 }
 
 func (t *tool) close() { t.nc.Close() }
@@ -74,7 +73,8 @@ func natsFailure(err error) error {
 			return unreachable(err)
 		}
 	}
-	if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+		errors.Is(err, jetstream.ErrBucketNotFound) {
 		return fmt.Errorf("%w (has a worker started against this NATS, with this FRONTPAY_SUBJECT_PREFIX?)", err)
 	}
 	return err
@@ -216,76 +216,60 @@ func runPublish(ctx context.Context, o publishOptions, opName, file string, stdi
 	if !json.Valid(raw) {
 		return usagef("the payload is not JSON")
 	}
-	ev, cmd, err := newCommand(op, o.source, o.key, o.correlation, json.RawMessage(raw))
-	if err != nil {
-		return err
-	}
 	// The worker would refuse it: say why now, and publish nothing.
-	if _, err := schemas.ParseCommand(op, cmd, time.Now()); err != nil {
-		return usagef("not a valid %s command: %w", op, err)
+	cmd, err := client.NewCommand(op, json.RawMessage(raw), client.Source(o.source), client.Key(o.key), client.Correlation(o.correlation))
+	var invalid *schemas.InvalidError
+	switch {
+	case errors.As(err, &invalid):
+		return usagef("not a valid %s command: %w", op, invalid)
+	case err != nil:
+		return usageError(err)
 	}
 	t, err := openTool(ctx)
 	if err != nil {
 		return err
 	}
 	defer t.close()
-	results := make(chan *nats.Msg, 16)
-	for _, ok := range []bool{true, false} {
-		sub, err := t.nc.ChanSubscribe(schemas.ResultSubject(t.cfg.SubjectPrefix, op, ok), results)
-		if err != nil {
-			return natsFailure(err)
-		}
-		defer func() { _ = sub.Unsubscribe() }()
+	// The client subscribes to the results before it publishes, so that none comes unseen.
+	c, err := client.New(t.nc, client.WithPrefix(t.cfg.SubjectPrefix))
+	if err != nil {
+		return natsFailure(err)
 	}
-	m := nats.NewMsg(schemas.CommandSubject(t.cfg.SubjectPrefix, op))
-	m.Data = cmd
-	m.Header.Set(jetstream.MsgIDHeader, ev.ID)
-	if _, err := t.js.PublishMsg(ctx, m); err != nil {
-		return natsFailure(fmt.Errorf("publish: %w", err))
+	defer c.Close()
+	// Publish retries while NATS cannot take the command: as long as a tool waits for NATS.
+	pctx, cancel := context.WithTimeout(ctx, toolTimeout)
+	err = c.Publish(pctx, cmd)
+	cancel()
+	if err != nil {
+		return natsFailure(err)
 	}
-	k := ev.IdempotencyKey
-	if k == "" {
-		k = ev.ID
-	}
-	fmt.Fprintf(out, "published %s id=%s idempotencykey=%s\n", m.Subject, ev.ID, k)
+	fmt.Fprintf(out, "published %s id=%s idempotencykey=%s\n", c.Subject(cmd), cmd.ID(), cmd.Key())
 	if o.wait == 0 {
 		return nil
 	}
-	timeout := time.After(o.wait)
-	for {
-		select {
-		case msg := <-results:
-			var res schemas.Event
-			if json.Unmarshal(msg.Data, &res) != nil || res.IdempotencyKey != k {
-				continue
-			}
-			fmt.Fprintf(out, "%s\n", msg.Data)
-			if strings.HasSuffix(res.Type, ".failed") {
-				var f schemas.Failure
-				_ = json.Unmarshal(res.Data, &f)
-				return checkFailed(fmt.Errorf("%s failed: %s", op, f.Reason))
-			}
-			return nil
-		case <-timeout:
-			return fmt.Errorf("no result within %s (is a worker running?)", o.wait)
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	wctx, cancel := context.WithTimeout(ctx, o.wait)
+	defer cancel()
+	res, err := c.Await(wctx, cmd.ID())
+	var failure *client.Failure
+	switch {
+	case errors.As(err, &failure):
+		fmt.Fprintf(out, "%s\n", failure.Raw)
+		return checkFailed(fmt.Errorf("%s failed: %s", op, failure.Reason))
+	case res != nil:
+		// A success whose response does not decode into the operation's type is still a success.
+		fmt.Fprintf(out, "%s\n", res.Raw)
+		return nil
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+		return fmt.Errorf("no result within %s (is a worker running?)", o.wait)
 	}
-}
-
-// failure is a failure event found on the result stream.
-type failure struct {
-	event schemas.Event
-	data  schemas.Failure
-	at    time.Time
+	return err
 }
 
 // replayOptions are the flags of replay.
 type replayOptions struct {
-	operation, since, until, reason, key, eventID string
-	limit                                         int
-	dryRun, yes                                   bool
+	operation, merchant, since, until, reason, key, eventID string
+	limit                                                   int
+	dryRun, yes                                             bool
 }
 
 func newReplayCommand(set settings) *cobra.Command {
@@ -295,7 +279,13 @@ func newReplayCommand(set settings) *cobra.Command {
 		Short: "Re-publish failed commands from their failure events",
 		Long: `Re-publish failed commands from their failure events in the results stream, with the same
 idempotency key and the extension replayof naming the failure. Only the latest failure of each
-key is replayed, and keys that have succeeded since are skipped.
+key is replayed, only where the worker recorded that very failure as the key's outcome (a failure
+event it did not record, e.g. one published by someone else, is skipped), and keys that have
+succeeded since are skipped.
+
+With several merchants, --merchant replays one merchant's failures. Commands answered with
+invalid_command (unknownMerchant) before their merchant was added are replayed like the worker's
+own failures: their keys have no record, so the replay is their first command.
 
 outcome_unknown failures are left out unless --reason outcome_unknown names them: the effect may
 have happened, so check the reservation first (the worker then reads it back before any call).
@@ -309,7 +299,8 @@ prints a summary: events scanned, failures matched, replayed, and what was skipp
 ` + toolsEnv,
 		Example: `  frontpay-worker replay --operation reservation.refund --since 24h --reason upstream_unavailable --dry-run
   frontpay-worker replay --operation reservation.refund --since 24h --reason upstream_unavailable
-  frontpay-worker replay --reason upstream_unavailable --since 2h --limit 100 --yes`,
+  frontpay-worker replay --reason upstream_unavailable --since 2h --limit 100 --yes
+  frontpay-worker replay --merchant shop1 --reason invalid_command --since 24h`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runReplay(cmd.Context(), o, set, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
@@ -317,6 +308,7 @@ prints a summary: events scanned, failures matched, replayed, and what was skipp
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.operation, "operation", "", "only this operation, e.g. reservation.refund")
+	f.StringVar(&o.merchant, "merchant", "", "with several merchants (FRONTPAY_MERCHANTS_FILE): this merchant's failures only (default: every merchant's)")
 	f.StringVar(&o.since, "since", "24h", "failures from this time on: a duration before now (24h) or RFC 3339")
 	f.StringVar(&o.until, "until", "", "failures up to this time: a duration before now or RFC 3339 (default now)")
 	f.StringVar(&o.reason, "reason", "", "only failures with this reason, e.g. upstream_unavailable (outcome_unknown only when named)")
@@ -336,45 +328,42 @@ prints a summary: events scanned, failures matched, replayed, and what was skipp
 	return cmd
 }
 
-// replaySummary counts what a replay saw and did.
-type replaySummary struct {
-	scanned   int // result events read
-	failed    int // keys whose latest outcome in the window is a failure
-	matched   int // of those, the failures the filters select
-	replayed  int // published again (or, in a dry run, that would be)
-	succeeded int // selected, but the key has succeeded since
-	unknown   int // selected, but outcome_unknown, which --reason did not name
-	noCommand int // selected, but the failure carries no command (too large, or not JSON)
-	overLimit int // selected, but beyond --limit
-}
-
-// runReplay re-publishes failed commands from their failure events.
-func runReplay(ctx context.Context, o replayOptions, set settings, stdin io.Reader, out, errOut io.Writer) error {
-	now := time.Now()
-	from, err := parseWhen(o.since, now)
-	if err != nil {
-		return usagef("--since: %w", err)
+// replayFilter reads the flags of replay into the engine's filter.
+func replayFilter(o replayOptions, now time.Time) (consumer.ReplayFilter, error) {
+	var f consumer.ReplayFilter
+	var err error
+	if f.From, err = parseWhen(o.since, now); err != nil {
+		return f, usagef("--since: %w", err)
 	}
-	to, err := parseWhen(o.until, now)
-	if err != nil {
-		return usagef("--until: %w", err)
+	// Without --until, the engine reads up to the last result stored when it starts.
+	if f.To, err = parseWhen(o.until, now); err != nil {
+		return f, usagef("--until: %w", err)
 	}
-	if to.IsZero() {
-		to = now
-	}
-	ops := frontpay.Operations()
 	if o.operation != "" {
 		op, err := parseOp(o.operation)
 		if err != nil {
-			return err
+			return f, err
 		}
-		ops = []frontpay.Operation{op}
+		f.Ops = []frontpay.Operation{op}
 	}
 	if o.reason != "" && !slices.Contains(schemas.Reasons(), schemas.Reason(o.reason)) {
-		return usagef("--reason: unknown reason %q", o.reason)
+		return f, usagef("--reason: unknown reason %q", o.reason)
 	}
 	if o.limit < 0 {
-		return usagef("--limit: must be 0 (no limit) or more, got %d", o.limit)
+		return f, usagef("--limit: must be 0 (no limit) or more, got %d", o.limit)
+	}
+	f.Merchant, f.Reason, f.Key, f.EventID, f.Limit = o.merchant, schemas.Reason(o.reason), o.key, o.eventID, o.limit
+	return f, nil
+}
+
+// runReplay re-publishes failed commands from their failure events: the engine selects them
+// (Topology.SelectReplays) and publishes each (Topology.Replay); this asks, reports progress and
+// prints what was done.
+func runReplay(ctx context.Context, o replayOptions, set settings, stdin io.Reader, out, errOut io.Writer) error {
+	now := time.Now()
+	filter, err := replayFilter(o, now)
+	if err != nil {
+		return err
 	}
 	if !o.dryRun && !o.yes && !set.interactive {
 		return usagef("replay publishes commands again: confirm with --yes (standard input is not a terminal to ask on), or list them with --dry-run")
@@ -384,6 +373,9 @@ func runReplay(ctx context.Context, o replayOptions, set settings, stdin io.Read
 		return err
 	}
 	defer t.close()
+	if o.merchant != "" && !t.topo.Merchants {
+		return usagef("--merchant: FRONTPAY_MERCHANTS_FILE is not set: this deployment has one merchant")
+	}
 
 	// The first report comes progressEvery into the scan: a short scan reports nothing.
 	lastReport := time.Now()
@@ -394,90 +386,73 @@ func runReplay(ctx context.Context, o replayOptions, set settings, stdin io.Read
 		lastReport = time.Now()
 		fmt.Fprintf(errOut, "replay: scanned %d of about %d result events\n", scanned, total)
 	}
-	scan, err := t.failures(ctx, ops, from, to, progress)
+	sel, err := t.topo.SelectReplays(ctx, t.js, filter, progress)
 	if err != nil {
 		return natsFailure(err)
 	}
-	sum := replaySummary{scanned: scan.scanned, failed: len(scan.failures)}
-	selected := func(f failure) bool {
-		return (o.reason == "" || string(f.data.Reason) == o.reason) && (o.key == "" || f.event.IdempotencyKey == o.key) &&
-			(o.eventID == "" || f.event.ID == o.eventID)
-	}
-	for _, f := range scan.superseded {
-		if selected(f) {
-			sum.succeeded++
+	line := func(verb string, f consumer.FailureEvent, id string) {
+		if f.Merchant != "" {
+			verb += " merchant=" + f.Merchant
 		}
+		fmt.Fprintf(out, "%s %s key=%s failure=%s reason=%s failed_at=%s command=%s\n", verb, f.Op,
+			f.Event.IdempotencyKey, f.Event.ID, f.Data.Reason, f.At.UTC().Format(time.RFC3339), id)
 	}
-	var picked []failure
-	for _, f := range scan.failures {
-		if !selected(f) {
-			continue
-		}
-		sum.matched++
-		switch {
-		case f.data.Reason == schemas.OutcomeUnknown && o.reason != string(schemas.OutcomeUnknown):
-			sum.unknown++
-		case !isObject(f.data.Command):
-			sum.noCommand++
-		case o.limit > 0 && len(picked) == o.limit:
-			sum.overLimit++
-		default:
-			picked = append(picked, f)
-		}
-	}
-	line := func(verb string, f failure, id string) {
-		fmt.Fprintf(out, "%s %s key=%s failure=%s reason=%s failed_at=%s command=%s\n", verb, strings.TrimSuffix(f.event.Type, ".failed"),
-			f.event.IdempotencyKey, f.event.ID, f.data.Reason, f.at.UTC().Format(time.RFC3339), id)
-	}
+	replayed := 0
 	confirmed := o.yes
-	if !o.dryRun && !o.yes && len(picked) > 0 {
-		for _, f := range picked {
+	if !o.dryRun && !o.yes && len(sel.Selected) > 0 {
+		for _, f := range sel.Selected {
 			line("would replay", f, "")
 		}
-		if confirmed, err = confirm(stdin, errOut, fmt.Sprintf("Replay these %d command(s)?", len(picked))); err != nil {
+		if confirmed, err = confirm(stdin, errOut, fmt.Sprintf("Replay these %d command(s)?", len(sel.Selected))); err != nil {
 			return err
 		}
 	}
 	switch {
 	case o.dryRun:
-		for _, f := range picked {
+		for _, f := range sel.Selected {
 			line("would replay", f, "")
 		}
-		sum.replayed = len(picked)
+		replayed = len(sel.Selected)
 	case confirmed:
-		for _, f := range picked {
-			id, err := t.replay(ctx, frontpay.Operation(strings.TrimSuffix(f.event.Type, ".failed")), f)
+		for _, f := range sel.Selected {
+			id, err := t.topo.Replay(ctx, t.js, f)
 			if err != nil {
-				sum.print(out, o, from, to)
+				printReplaySummary(out, sel, replayed, o, filter, now)
 				return natsFailure(err)
 			}
 			line("replayed", f, id)
-			sum.replayed++
+			replayed++
 		}
-	case len(picked) > 0:
+	case len(sel.Selected) > 0:
 		fmt.Fprintln(out, "not confirmed: nothing replayed")
 	}
-	sum.print(out, o, from, to)
+	printReplaySummary(out, sel, replayed, o, filter, now)
 	return nil
 }
 
-// print writes the summary.
-func (s replaySummary) print(w io.Writer, o replayOptions, from, to time.Time) {
+// printReplaySummary writes the summary: what was scanned and selected, how many were replayed,
+// and what was skipped and why.
+func printReplaySummary(w io.Writer, sel *consumer.ReplaySelection, replayed int, o replayOptions, f consumer.ReplayFilter, now time.Time) {
 	verb := "replayed"
 	if o.dryRun {
 		verb = "would replay"
 	}
-	fmt.Fprintf(w, "scanned %d result event(s) from %s to %s: %d key(s) failed, %d selected, %d %s\n", s.scanned,
-		from.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339), s.failed, s.matched, s.replayed, verb)
+	to := f.To
+	if to.IsZero() {
+		to = now
+	}
+	fmt.Fprintf(w, "scanned %d result event(s) from %s to %s: %d key(s) failed, %d selected, %d %s\n", sel.Scanned,
+		f.From.UTC().Format(time.RFC3339), to.UTC().Format(time.RFC3339), sel.Failed, sel.Matched, replayed, verb)
 	var skipped []string
 	for _, c := range []struct {
 		n   int
 		why string
 	}{
-		{s.succeeded, "succeeded since"},
-		{s.unknown, "outcome_unknown (name it with --reason outcome_unknown, after checking the reservation)"},
-		{s.noCommand, "no command in the failure event to replay"},
-		{s.overLimit, fmt.Sprintf("over --limit %d", o.limit)},
+		{sel.Skipped.Succeeded, "succeeded since"},
+		{sel.Skipped.Unknown, "outcome_unknown (name it with --reason outcome_unknown, after checking the reservation)"},
+		{sel.Skipped.NoCommand, "no command in the failure event to replay"},
+		{sel.Skipped.NotRecorded, "not the failure the worker recorded for the key (forged, an old copy, superseded, or never recorded)"},
+		{sel.Skipped.OverLimit, fmt.Sprintf("over --limit %d", o.limit)},
 	} {
 		if c.n > 0 {
 			skipped = append(skipped, fmt.Sprintf("%d %s", c.n, c.why))
@@ -500,130 +475,6 @@ func confirm(r io.Reader, w io.Writer, question string) (bool, error) {
 		return true, nil
 	}
 	return false, nil
-}
-
-// isObject reports whether raw is a JSON object.
-func isObject(raw json.RawMessage) bool {
-	var m map[string]json.RawMessage
-	return json.Unmarshal(raw, &m) == nil && m != nil
-}
-
-// scan is what failures found in the results stream.
-type scan struct {
-	scanned    int       // result events read
-	failures   []failure // the failures that are the latest outcome of their key, in the order the keys first appear
-	superseded []failure // the last failure of each key that has succeeded since
-}
-
-// failures reads the result events of ops stored between from and to and returns the failures
-// that are the latest outcome of their key: a key that failed and then succeeded (a replay that
-// worked) is not listed among them, but its last failure is among the superseded. It calls
-// progress at every event with the events read so far and an estimate of all it will read.
-func (t *tool) failures(ctx context.Context, ops []frontpay.Operation, from, to time.Time, progress func(scanned, total int)) (scan, error) {
-	var subjects []string
-	for _, op := range ops {
-		subjects = append(subjects, schemas.ResultSubject(t.cfg.SubjectPrefix, op, false), schemas.ResultSubject(t.cfg.SubjectPrefix, op, true))
-	}
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
-	if !from.IsZero() {
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &from
-	}
-	stream, err := t.js.Stream(ctx, t.topo.ResultStream())
-	if err != nil {
-		return scan{}, fmt.Errorf("read %s: %w", t.topo.ResultStream(), err)
-	}
-	info, err := stream.Info(ctx)
-	if err != nil {
-		return scan{}, err
-	}
-	c, err := stream.OrderedConsumer(ctx, cfg)
-	if err != nil {
-		return scan{}, fmt.Errorf("read %s: %w", t.topo.ResultStream(), err)
-	}
-	latest := map[string]failure{}
-	failedBefore := map[string]failure{}
-	var order []string
-	scanned := 0
-	result := func() (scan, error) {
-		out := scan{scanned: scanned}
-		for _, k := range order {
-			if f := latest[k]; !strings.HasSuffix(f.event.Type, ".succeeded") {
-				out.failures = append(out.failures, f)
-			} else if f, ok := failedBefore[k]; ok {
-				out.superseded = append(out.superseded, f)
-			}
-		}
-		return out, nil
-	}
-	// Read up to what the stream held when we started: later events are not ours to judge.
-	last := info.State.LastSeq
-	for {
-		batch, err := c.Fetch(256, jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			return scan{}, err
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			md, err := m.Metadata()
-			if err != nil {
-				return scan{}, err
-			}
-			if md.Timestamp.After(to) || md.Sequence.Stream > last {
-				return result()
-			}
-			scanned++
-			progress(scanned, scanned+int(md.NumPending))
-			f := failure{at: md.Timestamp}
-			if json.Unmarshal(m.Data(), &f.event) == nil && json.Unmarshal(f.event.Data, &f.data) == nil &&
-				(strings.HasSuffix(f.event.Type, ".succeeded") || len(f.data.Command) > 0) {
-				if _, seen := latest[f.event.IdempotencyKey]; !seen {
-					order = append(order, f.event.IdempotencyKey)
-				}
-				if strings.HasSuffix(f.event.Type, ".failed") {
-					failedBefore[f.event.IdempotencyKey] = f
-				}
-				latest[f.event.IdempotencyKey] = f
-			}
-			if md.Sequence.Stream >= last {
-				return result()
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return scan{}, err
-		}
-		if n == 0 {
-			return result()
-		}
-	}
-}
-
-// replay publishes the command of a failure again, as a replay: the same idempotency key, the
-// extension replayof naming the failure, and an id derived from the failure's, so that
-// replaying the same failure twice publishes the same event.
-func (t *tool) replay(ctx context.Context, op frontpay.Operation, f failure) (string, error) {
-	var cmd map[string]json.RawMessage
-	if err := json.Unmarshal(f.data.Command, &cmd); err != nil {
-		return "", fmt.Errorf("failure %s carries no command object: %w", f.event.ID, err)
-	}
-	sum := sha256.Sum256([]byte("replay\x00" + f.event.ID))
-	id := "replay-" + hex.EncodeToString(sum[:16])
-	set := func(name, value string) { cmd[name], _ = json.Marshal(value) }
-	set("id", id)
-	set("idempotencykey", f.event.IdempotencyKey)
-	set("replayof", f.event.ID)
-	set("time", time.Now().UTC().Format(time.RFC3339))
-	raw, err := json.Marshal(cmd)
-	if err != nil {
-		return "", err
-	}
-	m := nats.NewMsg(schemas.CommandSubject(t.cfg.SubjectPrefix, op))
-	m.Data = raw
-	m.Header.Set(jetstream.MsgIDHeader, id)
-	if _, err := t.js.PublishMsg(ctx, m); err != nil {
-		return "", fmt.Errorf("publish replay of %s: %w", f.event.ID, err)
-	}
-	return id, nil
 }
 
 // errThreshold is the error of a lag check that found a threshold crossed (exit code 1).

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -52,6 +53,17 @@ func TestReplayFailedRefund(t *testing.T) {
 		t.Fatalf("publish during the outage: exit %d\n%s%s", code, out, errOut)
 	}
 	sb.SetFault(frontpay.ReservationRefund, sandbox.Fault{})
+	// stored reports whether the results stream holds a refund-1 event of type typ.
+	js := jetStream(t, m.NATSURL)
+	stored := func(typ string) func() bool {
+		return func() bool {
+			return slices.ContainsFunc(readStream(t, js, "FRONTPAY_RESULTS"), func(ev schemas.Event) bool {
+				return ev.Type == typ && ev.IdempotencyKey == "refund-1"
+			})
+		}
+	}
+	// publish saw the failure as it was published: wait until the results stream has stored it.
+	waitFor(t, "the failure on the results stream", stored("reservation.refund.failed"))
 
 	replay := func(args ...string) string {
 		t.Helper()
@@ -74,15 +86,7 @@ func TestReplayFailedRefund(t *testing.T) {
 		t.Fatalf("replay:\n%s", got)
 	}
 	waitFor(t, "the replayed refund", func() bool { return refunds(sb.Sandbox) == 1 })
-	js := jetStream(t, m.NATSURL)
-	waitFor(t, "the replay's success event", func() bool {
-		for _, ev := range readStream(t, js, "FRONTPAY_RESULTS") {
-			if ev.Type == "reservation.refund.succeeded" && ev.IdempotencyKey == "refund-1" {
-				return true
-			}
-		}
-		return false
-	})
+	waitFor(t, "the replay's success event", stored("reservation.refund.succeeded"))
 	if got := replay("--yes"); !strings.Contains(got, "0 replayed") || !strings.Contains(got, "skipped: 1 succeeded since") {
 		t.Fatalf("a second replay after the success:\n%s", got)
 	}
@@ -205,15 +209,17 @@ func TestReplaySelection(t *testing.T) {
 	if n := replays(t, js); n != 2 {
 		t.Fatalf("%d replays published, want 2", n)
 	}
-	waitFor(t, "the replayed details' successes", func() bool {
+	// succeeded counts the details' successes on the results stream.
+	succeeded := func() int {
 		ok := 0
 		for _, ev := range readStream(t, js, "FRONTPAY_RESULTS") {
 			if ev.Type == "reservation.details.succeeded" {
 				ok++
 			}
 		}
-		return ok == 2
-	})
+		return ok
+	}
+	waitFor(t, "the replayed details' successes", func() bool { return succeeded() == 2 })
 
 	// On a terminal, answered yes: d3 now; d1 and d2 have succeeded since.
 	out, errOut, code = cliRun(t, settings{interactive: true}, "y\n", "replay", "--since", "1h", "--operation", "reservation.details")
@@ -233,6 +239,47 @@ func TestReplaySelection(t *testing.T) {
 	if n := submits(); n != submitted {
 		t.Fatalf("the dry run submitted: %d submits, was %d", n, submitted)
 	}
+
+	// A failure event the worker did not record, published by someone else: counted, not replayed.
+	waitFor(t, "the replayed details' successes", func() bool { return succeeded() == 3 })
+	forged := forgeFailure(t, js, frontpay.ReservationDetails, "forged", map[string]any{"reservationUuid": uuid})
+	waitFor(t, "the forged failure on the results stream", func() bool {
+		return slices.ContainsFunc(readStream(t, js, "FRONTPAY_RESULTS"), func(ev schemas.Event) bool { return ev.ID == forged })
+	})
+	out, errOut, code = cliRun(t, settings{}, "", "replay", "--since", "1h", "--operation", "reservation.details", "--yes")
+	if code != exitOK || strings.Contains(out, "key=forged") || !strings.Contains(out, "0 replayed") ||
+		!strings.Contains(out, "skipped: 3 succeeded since; 1 no command in the failure event to replay; 1 not the failure the worker recorded for the key") {
+		t.Fatalf("replay with a forged failure: exit %d\n%s%s", code, out, errOut)
+	}
+	if n := replays(t, js); n != 3 {
+		t.Fatalf("%d replays published, want 3", n)
+	}
+}
+
+// forgeFailure publishes on the result subject of op a failure event that no worker recorded,
+// carrying a valid command of key, and returns its id.
+func forgeFailure(t *testing.T, js jetstream.JetStream, op frontpay.Operation, key string, data any) string {
+	t.Helper()
+	_, cmd, err := newCommand(op, "mallory", key, "", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := schemas.NewFailure("mallory", schemas.OriginOf(op, cmd), schemas.Failure{
+		Reason: schemas.UpstreamUnavailable, Retryable: true, Message: "retryBudgetExhausted",
+		Errors: json.RawMessage("null"), Attempts: 8, Command: cmd,
+	}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(schemas.ResultSubject("", op, false))
+	if m.Data, err = json.Marshal(ev); err != nil {
+		t.Fatal(err)
+	}
+	m.Header.Set(jetstream.MsgIDHeader, ev.ID)
+	if _, err := js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	return ev.ID
 }
 
 // replays counts the replayed commands in the command stream.
@@ -331,4 +378,16 @@ func TestLagCheck(t *testing.T) {
 	}
 	lag(exitOK, "--max-age", "1h")
 	lag(exitUsage, "--max-age", "soon")
+
+	// With no worker, publish stores the command and finds no result: exit 4 after --wait, 0
+	// without waiting.
+	out, errOut, code := cliRun(t, settings{}, `{"reservationUuid":"RES1"}`, "publish", "reservation.details", "-", "--wait", "300ms")
+	if code != exitFailure || !strings.Contains(out, "published reservation.details.requested id=") ||
+		!strings.Contains(errOut, "no result within 300ms (is a worker running?)") {
+		t.Fatalf("publish --wait with no worker: exit %d\n%s%s", code, out, errOut)
+	}
+	out, errOut, code = cliRun(t, settings{}, `{"reservationUuid":"RES1"}`, "publish", "reservation.details", "-", "--wait", "0", "--key", "k-1")
+	if code != exitOK || !strings.Contains(out, "idempotencykey=k-1") {
+		t.Fatalf("publish --wait 0: exit %d\n%s%s", code, out, errOut)
+	}
 }
