@@ -59,6 +59,13 @@ type Topology struct {
 	// time to live (default DefaultPinnedTTL).
 	AckWait   time.Duration
 	PinnedTTL time.Duration
+	// CommandRetention, ResultRetention and DeadLetterRetention are the streams' MaxAge, StateTTL
+	// the bucket's TTL: how long each keeps what it holds, personal data included (README,
+	// "Personal data"). 0 means the constant of the same name.
+	CommandRetention    time.Duration
+	ResultRetention     time.Duration
+	DeadLetterRetention time.Duration
+	StateTTL            time.Duration
 }
 
 func (t Topology) suffix() string {
@@ -122,7 +129,7 @@ func (t Topology) Streams() []jetstream.StreamConfig {
 			Description: "Front Payment commands, one subject per operation",
 			Subjects:    cmds,
 			Retention:   jetstream.LimitsPolicy,
-			MaxAge:      CommandRetention,
+			MaxAge:      cmp.Or(t.CommandRetention, CommandRetention),
 			Storage:     jetstream.FileStorage,
 			Replicas:    t.replicas(),
 			Duplicates:  DuplicateWindow,
@@ -133,7 +140,7 @@ func (t Topology) Streams() []jetstream.StreamConfig {
 			Description: "Front Payment results, failures (with the failed command) and status changes",
 			Subjects:    results,
 			Retention:   jetstream.LimitsPolicy,
-			MaxAge:      ResultRetention,
+			MaxAge:      cmp.Or(t.ResultRetention, ResultRetention),
 			Storage:     jetstream.FileStorage,
 			Replicas:    t.replicas(),
 			Duplicates:  DuplicateWindow,
@@ -144,7 +151,7 @@ func (t Topology) Streams() []jetstream.StreamConfig {
 			Description: "Messages on command subjects that were not JSON objects, unchanged",
 			Subjects:    []string{schemas.DeadLetterSubject(t.Prefix, ">")},
 			Retention:   jetstream.LimitsPolicy,
-			MaxAge:      DeadLetterRetention,
+			MaxAge:      cmp.Or(t.DeadLetterRetention, DeadLetterRetention),
 			Storage:     jetstream.FileStorage,
 			Replicas:    t.replicas(),
 			Duplicates:  DuplicateWindow,
@@ -158,7 +165,7 @@ func (t Topology) Bucket() jetstream.KeyValueConfig {
 		Bucket:      t.StateBucket(),
 		Description: "idempotency records, owner reports and status checkpoints of frontpay-worker",
 		History:     1,
-		TTL:         StateTTL,
+		TTL:         cmp.Or(t.StateTTL, StateTTL),
 		Storage:     jetstream.FileStorage,
 		Replicas:    t.replicas(),
 	}
