@@ -13,6 +13,7 @@
 //   - process.go: what a command does at each state of its record.
 //   - readback.go: deciding an unknown outcome by reading the reservation.
 //   - lag.go: what the owner holds, for operators.
+//   - forget.go: erasing what is stored about a reservation or order (frontpay-worker forget).
 //
 // # The idempotency state machine
 //
