@@ -81,7 +81,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.nc = nc
-	topo := consumer.Topology{Prefix: cfg.SubjectPrefix, Replicas: cfg.Replicas, AckWait: cfg.AckWait, PinnedTTL: cfg.PinnedTTL}
+	topo := cfg.topology()
 	kv, err := ensure(ctx, topo, js, log)
 	if err != nil {
 		return err
