@@ -27,6 +27,9 @@ import (
 //     submit or session that created it). Their idempotency keys are the reservation's keys.
 //   - Idempotency records whose Resource is the reservation, or whose recorded event names it.
 //     Their events' keys are the reservation's keys too.
+//   - Results and records whose event names no reservation but shows the UUID as a word: a
+//     history answer lists the events of every reservation, with the contact each payment link
+//     was sent to, and is erased (scrubbed) whole.
 //   - Commands whose data names the UUID (reservationUuid, orderUuid), and commands naming no
 //     reservation whose idempotency key is one of its keys: the submit or session that created
 //     it, a command that reused that key (its idempotency_conflict) or broke the rules with it
@@ -302,10 +305,12 @@ func (f *forgetter) records(ctx context.Context) ([]ForgetItem, error) {
 		if rec.Resource != "" {
 			names = append(names, rec.Resource)
 		}
-		if !f.anyTarget(names) && !byKey[e.Key()] {
+		switch {
+		case f.anyTarget(names) || byKey[e.Key()]:
+			f.addKey(ev.IdempotencyKey)
+		case len(names) > 0 || !f.mentioned(nil, rec.Event):
 			continue
 		}
-		f.addKey(ev.IdempotencyKey)
 		it := ForgetItem{Record: true, Stream: bucket, Seq: e.Revision(), Subject: e.Key(),
 			What: fmt.Sprintf("%s %s key=%s", rec.Op, rec.State, ev.IdempotencyKey)}
 		if !rec.done() {
@@ -343,14 +348,16 @@ func (f *forgetter) command(op frontpay.Operation, known bool, header nats.Heade
 }
 
 // result reports whether a message of the result stream holds a target's data: an event that
-// names a target, or that names none and has one of its keys.
+// names a target, or that names none and has one of its keys or shows a target's UUID as a word
+// (a history answer lists the events of every reservation, with the contact each link was sent
+// to).
 func (f *forgetter) result(m jetstream.Msg) bool {
 	ev, ok := decodeEvent(m.Data())
 	if !ok {
 		return f.mentioned(m.Headers(), m.Data())
 	}
 	names := eventNames(ev)
-	return f.anyTarget(names) || (len(names) == 0 && f.keys[ev.IdempotencyKey])
+	return f.anyTarget(names) || (len(names) == 0 && (f.keys[ev.IdempotencyKey] || f.mentioned(nil, m.Data())))
 }
 
 // mentioned reports whether a target's UUID shows as a word in data or in a header value.

@@ -107,8 +107,8 @@ func (h *harness) loadRecord(t *testing.T, key string) record {
 
 // TestForgetReservation stores a customer's personal data in every place the worker keeps it
 // (a submit and its success, a details answer, a cancel whose note names her, a resend the API
-// refuses, an invalid resend, a submit reusing the key with other data, a dead letter, and the
-// records), forgets the reservation, and then finds her data nowhere in the streams or the
+// refuses, an invalid resend, a submit reusing the key with other data, a history answer that
+// lists her reservation, a dead letter, and the records), forgets the reservation, and then finds her data nowhere in the streams or the
 // bucket, while another customer's reservation is untouched. A duplicate of the forgotten
 // submit still gets its result, with the same id and no second call; its command, which
 // carries the data again, is found by a second forget through the record. A command not yet
@@ -140,6 +140,8 @@ func TestForgetReservation(t *testing.T) {
 	conflicting["customerNotes"] = "another note"
 	conflict := h.publish(t, frontpay.ReservationSubmit, conflicting, withKey(submitA.Key))
 	failure(t, h.await(t, byCause(conflict.ID), "the conflict's failure"), schemas.IdempotencyConflict)
+	// The history answer lists every reservation's events, hers among them.
+	success(t, h.resultOf(t, h.publish(t, frontpay.ReservationHistory, map[string]any{})))
 	junk := nats.NewMsg(schemas.CommandSubject("", frontpay.ReservationResend))
 	junk.Data = []byte("resend " + a + " to " + kari.email)
 	h.publishMsg(t, junk)
