@@ -228,13 +228,13 @@ func (f *forgetter) scan(ctx context.Context, name string, each func(m jetstream
 	if info.State.Msgs == 0 {
 		return nil
 	}
-	last, total := info.State.LastSeq, info.State.Msgs
+	next, last, total := info.State.FirstSeq, info.State.LastSeq, info.State.Msgs
 	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		return fmt.Errorf("read %s: %w", name, err)
 	}
 	var read uint64
-	for {
+	for next <= last {
 		batch, err := c.Fetch(256, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			return fmt.Errorf("read %s: %w", name, err)
@@ -253,17 +253,26 @@ func (f *forgetter) scan(ctx context.Context, name string, each func(m jetstream
 			read++
 			f.progress(name, read, total)
 			each(m, seq)
-			if seq == last {
-				return nil
+			if next = seq + 1; next > last {
+				return nil // without waiting for the rest of the batch
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			return fmt.Errorf("read %s: %w", name, err)
 		}
-		if n == 0 {
+		if n > 0 {
+			continue
+		}
+		// An empty batch may only mean a busy server: stop when no message up to last is left
+		// (the rest aged out, or was erased, meanwhile).
+		m, err := s.GetMsg(ctx, next, jetstream.WithGetMsgSubject(">"))
+		if errors.Is(err, jetstream.ErrMsgNotFound) || err == nil && m.Sequence > last {
 			return nil
+		} else if err != nil {
+			return fmt.Errorf("read %s: %w", name, err)
 		}
 	}
+	return nil
 }
 
 // records finds the idempotency records of the targets, and learns their keys.
