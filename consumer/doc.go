@@ -19,6 +19,7 @@
 //   - merchants.go, unknown.go: several merchants: a merchant's consumer, and the answer to a
 //     merchant the deployment does not know.
 //   - observer.go, tracing.go: what the worker reports: metrics hooks and spans.
+//   - forget.go: erasing what is stored about a reservation or order (frontpay-worker forget).
 //
 // # The idempotency state machine
 //

@@ -332,3 +332,35 @@ func (s *store) confirm(ctx context.Context, key string, want []byte, cause erro
 	}
 	return 0, fmt.Errorf("%w (%v)", errLost, cause)
 }
+
+// scrub removes the personal data a finished record holds, for forget (forget.go): its result
+// event keeps its envelope and outcome without the command, errors or response it carried
+// (redactEvent), and the last answer keeps no errors. What money safety needs stays as it was:
+// state, operation, fingerprint, generation, attempts, owner and lease, marker and baseline, and
+// the event's id and subject, so that a later duplicate of the key gets a result event with the
+// same id, and no call. A record that named no reservation (a submit's, a session's) names the
+// one its response created as its Resource, so that a later forget still finds it. scrub
+// reports whether anything changed.
+func (r *record) scrub() (bool, error) {
+	before, err := json.Marshal(r)
+	if err != nil {
+		return false, err
+	}
+	if len(r.Event) > 0 {
+		ev, names, err := redactEvent(r.Event)
+		if err != nil {
+			return false, err
+		}
+		if r.Resource == "" && len(names) > 0 {
+			r.Resource = names[0]
+		}
+		r.Event = ev
+	}
+	if r.LastAnswer != nil {
+		a := *r.LastAnswer
+		a.Errors = nil
+		r.LastAnswer = &a
+	}
+	after, err := json.Marshal(r)
+	return !bytes.Equal(before, after), err
+}

@@ -63,6 +63,13 @@ type Topology struct {
 	// command's or result's subject then has the merchant as its first token after Prefix, and
 	// each merchant has a consumer of its own (CONTRACT.md section 9).
 	Merchants bool
+	// CommandRetention, ResultRetention and DeadLetterRetention are the streams' MaxAge, StateTTL
+	// the bucket's TTL: how long each keeps what it holds, personal data included (README,
+	// "Personal data"). 0 means the constant of the same name.
+	CommandRetention    time.Duration
+	ResultRetention     time.Duration
+	DeadLetterRetention time.Duration
+	StateTTL            time.Duration
 }
 
 func (t Topology) suffix() string {
@@ -118,6 +125,17 @@ func (t Topology) SubjectPrefix(merchant string) string {
 	return t.Prefix + merchant + "."
 }
 
+// commandOf returns the merchant ("" in a one-merchant deployment) and the operation of a command
+// subject, and false when subject is no command subject of the topology.
+func (t Topology) commandOf(subject string) (merchant string, op frontpay.Operation, ok bool) {
+	if t.Merchants {
+		rest, _ := strings.CutPrefix(subject, t.Prefix)
+		merchant, _, _ = strings.Cut(rest, ".")
+	}
+	op, ok = schemas.OpFromSubject(t.SubjectPrefix(merchant), subject)
+	return merchant, op, ok && (!t.Merchants || merchant != "")
+}
+
 // streamPrefix is the prefix of the streams' subjects: every merchant's (a wildcard token) with
 // Merchants.
 func (t Topology) streamPrefix() string {
@@ -158,7 +176,7 @@ func (t Topology) Streams() []jetstream.StreamConfig {
 			Description: "Front Payment commands, one subject per operation",
 			Subjects:    cmds,
 			Retention:   jetstream.LimitsPolicy,
-			MaxAge:      CommandRetention,
+			MaxAge:      cmp.Or(t.CommandRetention, CommandRetention),
 			Storage:     jetstream.FileStorage,
 			Replicas:    t.replicas(),
 			Duplicates:  DuplicateWindow,
@@ -169,7 +187,7 @@ func (t Topology) Streams() []jetstream.StreamConfig {
 			Description: "Front Payment results, failures (with the failed command) and status changes",
 			Subjects:    results,
 			Retention:   jetstream.LimitsPolicy,
-			MaxAge:      ResultRetention,
+			MaxAge:      cmp.Or(t.ResultRetention, ResultRetention),
 			Storage:     jetstream.FileStorage,
 			Replicas:    t.replicas(),
 			Duplicates:  DuplicateWindow,
@@ -180,7 +198,7 @@ func (t Topology) Streams() []jetstream.StreamConfig {
 			Description: "Messages on command subjects that were not JSON objects, unchanged",
 			Subjects:    []string{schemas.DeadLetterSubject(t.Prefix, ">")},
 			Retention:   jetstream.LimitsPolicy,
-			MaxAge:      DeadLetterRetention,
+			MaxAge:      cmp.Or(t.DeadLetterRetention, DeadLetterRetention),
 			Storage:     jetstream.FileStorage,
 			Replicas:    t.replicas(),
 			Duplicates:  DuplicateWindow,
@@ -194,7 +212,7 @@ func (t Topology) Bucket() jetstream.KeyValueConfig {
 		Bucket:      t.StateBucket(),
 		Description: "idempotency records, owner reports and status checkpoints of frontpay-worker",
 		History:     1,
-		TTL:         StateTTL,
+		TTL:         cmp.Or(t.StateTTL, StateTTL),
 		Storage:     jetstream.FileStorage,
 		Replicas:    t.replicas(),
 	}

@@ -188,6 +188,15 @@ func TestNATSDefinitions(t *testing.T) {
 		t.Errorf("FRONTPAY_ACK_WAIT defaults to %q in config.go, the files use %s: change natsAckWait",
 			vars["FRONTPAY_ACK_WAIT"].def, natsAckWait)
 	}
+	// The files hold consumer's retentions, which must be config.go's defaults.
+	for name, want := range map[string]time.Duration{
+		"FRONTPAY_COMMAND_RETENTION": consumer.CommandRetention, "FRONTPAY_RESULT_RETENTION": consumer.ResultRetention,
+		"FRONTPAY_DEADLETTER_RETENTION": consumer.DeadLetterRetention, "FRONTPAY_STATE_TTL": consumer.StateTTL,
+	} {
+		if d, err := time.ParseDuration(vars[name].def); err != nil || d != want {
+			t.Errorf("%s defaults to %q in config.go, consumer/topology.go (and the files) to %s", name, vars[name].def, want)
+		}
+	}
 	for _, l := range natsLayouts {
 		want := natsDefinitions(t, l.replicas)
 		got := readTree(t, l.dir, ".json")

@@ -84,8 +84,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.nc = nc
-	topo := consumer.Topology{Prefix: cfg.SubjectPrefix, Replicas: cfg.Replicas, AckWait: cfg.AckWait, PinnedTTL: cfg.PinnedTTL,
-		Merchants: cfg.MerchantsFile != ""}
+	topo := cfg.topology()
 	kv, err := ensure(ctx, topo, js, log)
 	if err != nil {
 		return err

@@ -12,8 +12,9 @@ import (
 // Exit codes. The README's "Exit codes" says the same.
 const (
 	exitOK = 0
-	// exitCheck: the command ran and its answer is no: a lag threshold was crossed, or the
-	// command publish sent was answered with a failure event.
+	// exitCheck: the command ran and its answer is no: a lag threshold was crossed, the
+	// command publish sent was answered with a failure event, or forget kept what the worker
+	// still needs.
 	exitCheck = 1
 	// exitUsage: the command line or the environment is wrong (an unknown command, flag or
 	// argument, a bad value, a configuration variable at fault); nothing was done.
@@ -27,7 +28,8 @@ const (
 
 // exitCodesHelp is the exit codes as the help shows them.
 const exitCodesHelp = `  0  ok
-  1  the answer is no: lag --max-* crossed, or publish's command failed (a failure event)
+  1  the answer is no: lag --max-* crossed, publish's command failed (a failure event), or
+     forget kept what the worker still needs
   2  usage: unknown command, flag or argument, a bad value, or a configuration variable at fault
   3  NATS or its JetStream unreachable
   4  any other failure (e.g. no result within publish --wait)`

@@ -88,6 +88,12 @@ func TestHelpEverywhere(t *testing.T) {
 			t.Errorf("publish --help lacks %s:\n%s", flag, out)
 		}
 	}
+	out, _, _ = cliRun(t, settings{}, "", "forget", "--help")
+	for _, flag := range []string{"--reservation", "--order", "--key", "--dry-run", "--yes"} {
+		if !strings.Contains(out, flag) {
+			t.Errorf("forget --help lacks %s:\n%s", flag, out)
+		}
+	}
 	out, _, _ = cliRun(t, settings{}, "", "replay", "--help")
 	for _, flag := range []string{"--limit", "--yes", "--dry-run", "--reason", "--operation", "--since", "--until", "--key", "--event-id"} {
 		if !strings.Contains(out, flag) {
@@ -129,6 +135,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"replay", "--since", "yesterday", "--dry-run"}, "--since"},
 		{[]string{"replay", "--reason", "bad_luck", "--dry-run"}, `unknown reason "bad_luck"`},
 		{[]string{"replay", "--operation", "reservation.teleport", "--dry-run"}, "unknown operation"},
+		{[]string{"forget", "--dry-run"}, "forget needs what to forget"},
+		{[]string{"forget", "--reservation", "RES/1", "--dry-run"}, "--reservation: "},
+		{[]string{"forget", "--order", "", "--dry-run"}, "--order: "},
+		{[]string{"forget", "--reservation", "RES1"}, "--yes"},
 		{[]string{"completion"}, "completion takes one shell"},
 		{[]string{"completion", "tcsh"}, `invalid argument "tcsh"`},
 		{[]string{"help", "bogus"}, `no command "bogus"`},
@@ -284,7 +294,7 @@ func TestToolsFailFastWithoutNATS(t *testing.T) {
 		t.Setenv("NATS_URL", url)
 		for _, args := range [][]string{
 			{"lag"}, {"replay", "--dry-run"}, {"replay", "--yes"},
-			{"publish", "reservation.details", "-"},
+			{"publish", "reservation.details", "-"}, {"forget", "--reservation", "RES1", "--dry-run"},
 		} {
 			done := make(chan struct{})
 			var errOut string

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/internal/fleet"
 )
 
@@ -62,7 +64,24 @@ type Config struct {
 	LeaseMargin  time.Duration `envconfig:"FRONTPAY_LEASE_MARGIN" default:"10s"`
 	Replicas     int           `envconfig:"FRONTPAY_REPLICAS" default:"1"`
 	WorkerName   string        `envconfig:"FRONTPAY_WORKER_NAME" default:"frontpay-worker"`
+
+	// How long the streams keep their messages and the bucket its records, personal data
+	// included (README, "Personal data"). 0 means the default, consumer's constant of the same
+	// name (also in a Config built in code): Config.topology applies it.
+	CommandRetention    time.Duration `envconfig:"FRONTPAY_COMMAND_RETENTION" default:"744h"`
+	ResultRetention     time.Duration `envconfig:"FRONTPAY_RESULT_RETENTION" default:"2232h"`
+	DeadLetterRetention time.Duration `envconfig:"FRONTPAY_DEADLETTER_RETENTION" default:"2232h"`
+	StateTTL            time.Duration `envconfig:"FRONTPAY_STATE_TTL" default:"2400h"`
 }
+
+// The shortest retentions the worker accepts (README, "Personal data").
+const (
+	// minRetention: a stream keeps its messages at least a day.
+	minRetention = 24 * time.Hour
+	// minStateTTL is the longest window the API has: a reservation can be charged up to 90 days
+	// after it was made. A key's record must outlive it, or a duplicate could take money again.
+	minStateTTL = 90 * 24 * time.Hour
+)
 
 // Secret is a configuration value that never shows in logs or printed configuration.
 type Secret string
@@ -223,10 +242,61 @@ func (c *Config) Validate() error {
 	if c.Replicas != 1 && c.Replicas != 3 && c.Replicas != 5 {
 		bad("FRONTPAY_REPLICAS", "must be 1, 3 or 5, got %d", c.Replicas)
 	}
+	errs = append(errs, c.validateRetention())
 	if c.NATSURL == "" && c.DataDir == "" {
 		bad("FRONTPAY_DATA_DIR", "required when NATS_URL is empty (the embedded server's store)")
 	}
 	errs = append(errs, c.NATSConfig.Validate())
+	return errors.Join(errs...)
+}
+
+// topology is the consumer topology the configuration makes, its zero retentions replaced by
+// consumer's defaults.
+func (c *Config) topology() consumer.Topology {
+	return consumer.Topology{
+		Prefix: c.SubjectPrefix, Replicas: c.Replicas, AckWait: c.AckWait, PinnedTTL: c.PinnedTTL,
+		Merchants:           c.MerchantsFile != "",
+		CommandRetention:    cmp.Or(c.CommandRetention, consumer.CommandRetention),
+		ResultRetention:     cmp.Or(c.ResultRetention, consumer.ResultRetention),
+		DeadLetterRetention: cmp.Or(c.DeadLetterRetention, consumer.DeadLetterRetention),
+		StateTTL:            cmp.Or(c.StateTTL, consumer.StateTTL),
+	}
+}
+
+// validateRetention checks the retentions (0 is the default), each against what it is for.
+func (c *Config) validateRetention() error {
+	var errs []error
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
+	}
+	t := c.topology()
+	if t.CommandRetention < minRetention {
+		bad("FRONTPAY_COMMAND_RETENTION", "must be at least %s, got %s: a command that ages out before a worker "+
+			"answers it (while no worker runs, say) is lost without a result", minRetention, t.CommandRetention)
+	}
+	if t.ResultRetention < minRetention {
+		bad("FRONTPAY_RESULT_RETENTION", "must be at least %s, got %s: result events are how publishers learn "+
+			"outcomes, and replay can only re-publish a failed command while its failure event is kept", minRetention, t.ResultRetention)
+	}
+	if t.DeadLetterRetention < minRetention {
+		bad("FRONTPAY_DEADLETTER_RETENTION", "must be at least %s, got %s: time to look at what was not a command",
+			minRetention, t.DeadLetterRetention)
+	}
+	if t.StateTTL < minStateTTL {
+		bad("FRONTPAY_STATE_TTL", "must be at least %s (90 days), got %s: an idempotency record is what stops a "+
+			"second call, and one forgotten before the API's longest window closes (a charge up to 90 days after "+
+			"the reservation) lets a duplicate of its key charge or capture twice", minStateTTL, t.StateTTL)
+		return errors.Join(errs...)
+	}
+	if t.CommandRetention > t.StateTTL {
+		bad("FRONTPAY_COMMAND_RETENTION", "must not be longer than FRONTPAY_STATE_TTL (%s), got %s: a command "+
+			"delivered again after its key's record expired would be sent again", t.StateTTL, t.CommandRetention)
+	}
+	if t.ResultRetention > t.StateTTL {
+		bad("FRONTPAY_RESULT_RETENTION", "must not be longer than FRONTPAY_STATE_TTL (%s), got %s: a failure "+
+			"replayed after its key's record expired would be sent as a new command, and an outcome_unknown "+
+			"replayed so could take money twice", t.StateTTL, t.ResultRetention)
+	}
 	return errors.Join(errs...)
 }
 

@@ -8,6 +8,7 @@
 //	frontpay-worker publish    wraps a payload in a command event, publishes it, prints the result
 //	frontpay-worker replay     re-publishes failed commands from their failure events
 //	frontpay-worker lag        each consumer's backlog; fails when a threshold is crossed
+//	frontpay-worker forget     erases what is stored about a reservation or an order
 //	frontpay-worker version    the build: version, commit, Go version
 //	frontpay-worker completion a shell completion script
 //
@@ -33,14 +34,14 @@ func main() {
 }
 
 // toolsEnv is the part of every tool's help that says how it finds NATS.
-const toolsEnv = `The tools (publish, replay, lag) reach NATS through NATS_URL (default ` + defaultNATSURL + `, the
+const toolsEnv = `The tools (publish, replay, lag, forget) reach NATS through NATS_URL (default ` + defaultNATSURL + `, the
 embedded server of a local worker), NATS_CREDS/NATS_NKEY/NATS_TLS_*, FRONTPAY_SUBJECT_PREFIX and, with several merchants,
 FRONTPAY_MERCHANTS_FILE (set: the subjects name the merchant). They give up at once, with exit code 3, when NATS or its JetStream does not answer.`
 
 // settings are what the commands take from the process rather than from the command line.
 type settings struct {
-	interactive   bool          // standard input is a terminal: replay asks before it publishes
-	progressEvery time.Duration // how often replay reports its progress while it reads the results
+	interactive   bool          // standard input is a terminal: replay and forget ask before they act
+	progressEvery time.Duration // how often replay and forget report their progress while they read streams
 }
 
 // newRoot builds the command line.
@@ -83,6 +84,7 @@ for development only.`,
 		newPublishCommand(),
 		newReplayCommand(set),
 		newLagCommand(),
+		newForgetCommand(set),
 		newVersionCommand(),
 		newCompletionCommand(),
 	)

@@ -117,14 +117,17 @@ func TestDemo(t *testing.T) {
 }
 
 // startMain runs the whole worker in this process, on an embedded NATS server, against the
-// sandbox at apiURL.
-func startMain(t *testing.T, apiURL string) *Main {
+// sandbox at apiURL, with the test configuration changed by mods.
+func startMain(t *testing.T, apiURL string, mods ...func(*Config)) *Main {
 	t.Helper()
 	cfg := &Config{
 		APIURL: apiURL, APIToken: sandboxToken, APITimeout: 2 * time.Second, MaxAttempts: 2,
 		RetryInitial: time.Millisecond, RetryMax: 10 * time.Millisecond, HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(),
 		Concurrency: 4, AckWait: time.Second, PinnedTTL: 3 * time.Second, DrainTimeout: time.Second, LeaseMargin: 100 * time.Millisecond,
 		Replicas: 1, WorkerName: "test",
+	}
+	for _, mod := range mods {
+		mod(cfg)
 	}
 	m := NewMain(cfg, discardLogger())
 	m.EmbeddedAddr = "127.0.0.1:0"
