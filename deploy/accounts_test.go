@@ -20,6 +20,7 @@ import (
 	"github.com/nordpay/frontpay-worker/client"
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
+	"github.com/nordpay/frontpay-worker/internal/embedded"
 	"github.com/nordpay/frontpay-worker/publisher"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
@@ -605,6 +606,31 @@ func TestNATSAccountsIsolateShops(t *testing.T) {
 	}
 	for _, u := range []*natsUser{shop1, shop2} {
 		u.allowedSoFar(t)
+	}
+}
+
+// TestNATSMerchantsNeedAPrefix: without a subject prefix, the merchants' streams would begin
+// with a wildcard, and nats-server refuses them, which is why nats/accounts and merchantsOverlay
+// use one. Should a server accept them one day, this test says the prefix is no longer needed.
+func TestNATSMerchantsNeedAPrefix(t *testing.T) {
+	srv, err := embedded.Start(embedded.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commands := consumer.Topology{Prefix: "*."}.Streams()[0]
+	_, err = js.CreateStream(t.Context(), commands)
+	if err == nil || !strings.Contains(err.Error(), "overlap with jetstream api") {
+		t.Errorf("a stream of %v: %v, want refused as overlapping the JetStream API", commands.Subjects[:2], err)
 	}
 }
 
