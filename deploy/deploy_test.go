@@ -14,6 +14,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path"
@@ -558,7 +559,7 @@ type kustomization struct {
 }
 
 // build is a small kustomize for what deploy/k8s uses: resources (files and directories),
-// patches that set keys of a ConfigMap's data, and replicas. When kubectl is installed,
+// strategic merge patches (see merge) and replicas. When kubectl is installed,
 // TestKustomizeAgreesWithKubectl compares it with `kubectl kustomize`.
 func build(t *testing.T, dir string) []*object {
 	t.Helper()
@@ -593,13 +594,7 @@ func build(t *testing.T, dir string) []*object {
 			if target == nil {
 				t.Fatalf("%s: patch %s matches no resource", file, patch)
 			}
-			if patch.Kind != "ConfigMap" || len(patch.doc) != 4 || patch.doc["data"] == nil {
-				t.Fatalf("%s: patch %s: this test's build merges only a ConfigMap's data: teach it more", file, patch)
-			}
-			data, _ := target.doc["data"].(map[string]any)
-			for key, v := range patch.doc["data"].(map[string]any) {
-				data[key] = v
-			}
+			merge(t, patch.String(), target.doc, patch.doc)
 		}
 	}
 	for _, r := range k.Replicas {
@@ -610,6 +605,79 @@ func build(t *testing.T, dir string) []*object {
 		target.doc["spec"].(map[string]any)["replicas"] = float64(r.Count)
 	}
 	return objs
+}
+
+// mergeKeys are the merge keys of the lists of a Deployment that a patch may merge into, as the
+// Kubernetes API gives them (patchMergeKey); other lists are replaced.
+var mergeKeys = map[string]string{"containers": "name", "env": "name", "volumeMounts": "mountPath", "volumes": "name"}
+
+// merge applies a strategic merge patch to doc as kustomize does, for what deploy/k8s uses:
+// maps merge key by key (null deletes a key); the lists of mergeKeys merge element by element,
+// the patch's elements first, in its order, then the others, and "$patch: delete" removes one;
+// other lists and values are replaced.
+func merge(t *testing.T, patch string, doc, p map[string]any) {
+	t.Helper()
+	for k, pv := range p {
+		if strings.HasPrefix(k, "$") {
+			t.Fatalf("patch %s: %s: this test's build knows $patch: delete in a list only: teach it", patch, k)
+		}
+		switch pv := pv.(type) {
+		case nil:
+			delete(doc, k)
+		case map[string]any:
+			if dv, ok := doc[k].(map[string]any); ok {
+				merge(t, patch, dv, pv)
+			} else {
+				doc[k] = pv
+			}
+		case []any:
+			if key, ok := mergeKeys[k]; ok {
+				dv, _ := doc[k].([]any)
+				doc[k] = mergeList(t, patch, key, dv, pv)
+			} else {
+				doc[k] = pv
+			}
+		default:
+			doc[k] = pv
+		}
+	}
+}
+
+func mergeList(t *testing.T, patch, key string, list, p []any) []any {
+	t.Helper()
+	byKey := func(l []any, id any) map[string]any {
+		for _, e := range l {
+			if m, ok := e.(map[string]any); ok && m[key] == id {
+				return m
+			}
+		}
+		return nil
+	}
+	var out []any
+	for _, e := range p {
+		pe, ok := e.(map[string]any)
+		if !ok || pe[key] == nil {
+			t.Fatalf("patch %s: an element without %s in a list merged by it", patch, key)
+		}
+		de := byKey(list, pe[key])
+		switch d := pe["$patch"]; {
+		case d == "delete":
+			continue
+		case d != nil:
+			t.Fatalf("patch %s: $patch: %v: this test's build knows delete only: teach it", patch, d)
+		case de == nil:
+			out = append(out, pe)
+		default:
+			merge(t, patch, de, pe)
+			out = append(out, de)
+		}
+	}
+	for _, e := range list {
+		if byKey(p, e.(map[string]any)[key]) == nil {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func find(objs []*object, kind, name string) *object {
@@ -662,16 +730,38 @@ type podSpec struct {
 	TerminationGracePeriodSeconds *int            `json:"terminationGracePeriodSeconds"`
 	SecurityContext               securityContext `json:"securityContext"`
 	Containers                    []container     `json:"containers"`
-	Volumes                       []struct {
-		Name   string `json:"name"`
-		Secret *struct {
-			SecretName string `json:"secretName"`
-			Items      []struct {
-				Key  string `json:"key"`
-				Path string `json:"path"`
-			} `json:"items"`
-		} `json:"secret"`
-	} `json:"volumes"`
+	Volumes                       []volume        `json:"volumes"`
+}
+
+type volume struct {
+	Name   string `json:"name"`
+	Secret *struct {
+		SecretName string       `json:"secretName"`
+		Items      []volumeItem `json:"items"`
+	} `json:"secret"`
+	ConfigMap *struct {
+		Name  string       `json:"name"`
+		Items []volumeItem `json:"items"`
+	} `json:"configMap"`
+}
+
+type volumeItem struct {
+	Key  string `json:"key"`
+	Path string `json:"path"`
+}
+
+// itemKey is the key of the Secret or ConfigMap that a volume with items holds at path rel, ""
+// if none.
+func itemKey(items []volumeItem, rel string) string {
+	if len(items) == 0 {
+		return rel // every key is a file
+	}
+	for _, it := range items {
+		if it.Path == rel {
+			return it.Key
+		}
+	}
+	return ""
 }
 
 type securityContext struct {
@@ -719,6 +809,7 @@ type container struct {
 	VolumeMounts []struct {
 		Name      string `json:"name"`
 		MountPath string `json:"mountPath"`
+		SubPath   string `json:"subPath"`
 	} `json:"volumeMounts"`
 }
 
@@ -888,26 +979,36 @@ func (d *deployed) maxPods(t *testing.T) int {
 	return 0
 }
 
-var kubernetesBuilds = []string{"k8s/base", "k8s/overlays/cluster"}
+// merchantsOverlay serves several merchants (CONTRACT.md section 9); nats/accounts is written
+// for its subject prefix.
+const merchantsOverlay = "k8s/overlays/merchants"
+
+var kubernetesBuilds = []string{"k8s/base", "k8s/overlays/cluster", merchantsOverlay}
 
 // TestKubernetesEnvironment: every variable the manifests set is one config.go reads, with a
 // value it accepts; secrets come from files or Secrets; every variable of config.go is either
 // set or deliberately left to its default.
 func TestKubernetesEnvironment(t *testing.T) {
 	vars := configVars(t)
-	// Left unset on purpose: the token and the callback secret come from their _FILE variables
-	// (setting both of a pair is an error), NATS_CREDS is the credential (NATS_NKEY is its
-	// alternative), TLS is per cluster, and several merchants (FRONTPAY_MERCHANTS_FILE) are an
-	// overlay's.
-	unset := []string{"FRONTPAY_API_TOKEN", "FRONTPAY_CALLBACK_SECRET", "NATS_NKEY", "NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY",
-		"FRONTPAY_MERCHANTS_FILE"}
 	for _, dir := range kubernetesBuilds {
 		t.Run(dir, func(t *testing.T) {
+			// Left unset on purpose: the token and the callback secret come from their _FILE
+			// variables (setting both of a pair is an error), NATS_CREDS is the credential
+			// (NATS_NKEY is its alternative), TLS is per cluster, one merchant is the default.
+			unset := []string{"FRONTPAY_API_TOKEN", "FRONTPAY_CALLBACK_SECRET", "NATS_NKEY", "NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY", "FRONTPAY_MERCHANTS_FILE"}
+			secretFiles := []string{"FRONTPAY_API_TOKEN_FILE", "FRONTPAY_CALLBACK_SECRET_FILE", "NATS_CREDS"}
+			if dir == merchantsOverlay {
+				// The merchants' tokens and callback secrets are named by the merchants file
+				// (TestKubernetesMerchants); the worker's NATS user is an nkey of nats/accounts.
+				unset = []string{"FRONTPAY_API_TOKEN", "FRONTPAY_API_TOKEN_FILE", "FRONTPAY_CALLBACK_SECRET", "FRONTPAY_CALLBACK_SECRET_FILE", "NATS_CREDS", "NATS_TLS_CA", "NATS_TLS_CERT", "NATS_TLS_KEY"}
+				secretFiles = []string{"NATS_NKEY"}
+			}
 			d := worker(t, dir)
-			for _, cm := range d.objs {
-				if cm.Kind != "ConfigMap" {
+			for _, from := range d.c.EnvFrom {
+				if from.ConfigMapRef == nil {
 					continue
 				}
+				cm := find(d.objs, "ConfigMap", from.ConfigMapRef.Name)
 				for k := range configMapData(t, cm) {
 					if _, ok := vars[k]; !ok {
 						t.Errorf("%s: %s is not a variable of %s", cm, k, configSource)
@@ -945,8 +1046,8 @@ func TestKubernetesEnvironment(t *testing.T) {
 			}
 
 			// Secrets are files from Secret volumes.
-			for _, name := range []string{"FRONTPAY_API_TOKEN_FILE", "FRONTPAY_CALLBACK_SECRET_FILE", "NATS_CREDS"} {
-				d.checkSecretFile(t, name)
+			for _, name := range secretFiles {
+				d.secretFile(t, name, d.env[name].value)
 			}
 			if d.env["NATS_URL"].value == "" {
 				t.Error("NATS_URL is empty: the worker would start an embedded NATS server in the pod")
@@ -954,56 +1055,66 @@ func TestKubernetesEnvironment(t *testing.T) {
 			if r := d.env["FRONTPAY_REPLICAS"].value; r != "1" && r != "3" && r != "5" {
 				t.Errorf("FRONTPAY_REPLICAS=%q, want 1, 3 or 5", r)
 			}
-			// FRONTPAY_API_RATE is per process: all of them together, also during a rolling
-			// update, must stay within the API's 240 requests a minute.
+			// FRONTPAY_API_RATE is per process with one merchant: all of them together, also
+			// during a rolling update, must stay within the API's 240 requests a minute. With
+			// several, it is the default of a merchant's rate, for its token over the whole
+			// deployment (the merchant's owner holds it).
 			rate, _ := strconv.Atoi(d.env["FRONTPAY_API_RATE"].value)
-			if pods := d.maxPods(t); rate == 0 || rate*pods > 240 {
+			if dir == merchantsOverlay {
+				if rate < 1 || rate > 240 {
+					t.Errorf("FRONTPAY_API_RATE=%d, the default of a merchant's rate: want 1 to the API's 240 a minute", rate)
+				}
+			} else if pods := d.maxPods(t); rate == 0 || rate*pods > 240 {
 				t.Errorf("FRONTPAY_API_RATE=%d with up to %d pods: more than the API's 240 a minute (or no limit)", rate, pods)
 			}
 		})
 	}
 }
 
-// checkSecretFile: the variable names a file in a volume mounted from a Secret.
-func (d *deployed) checkSecretFile(t *testing.T, name string) {
+// mounted returns the volume that holds file, and file's path in it; it fails the test when
+// no volume does.
+func (d *deployed) mounted(t *testing.T, what, file string) (*volume, string, bool) {
 	t.Helper()
-	file := d.env[name].value
 	if file == "" {
-		t.Errorf("%s is not set", name)
-		return
+		t.Errorf("%s is not set", what)
+		return nil, "", false
 	}
 	for _, m := range d.c.VolumeMounts {
 		rel, ok := strings.CutPrefix(file, strings.TrimSuffix(m.MountPath, "/")+"/")
 		if !ok {
 			continue
 		}
-		for _, v := range d.dep.Spec.Template.Spec.Volumes {
-			if v.Name != m.Name {
-				continue
+		for i, v := range d.dep.Spec.Template.Spec.Volumes {
+			if v.Name == m.Name {
+				return &d.dep.Spec.Template.Spec.Volumes[i], rel, true
 			}
-			if v.Secret == nil {
-				t.Errorf("%s=%s is in volume %s, which is not a Secret", name, file, v.Name)
-				return
-			}
-			if len(v.Secret.Items) == 0 {
-				return // every key of the Secret is a file
-			}
-			for _, it := range v.Secret.Items {
-				if it.Path == rel {
-					return
-				}
-			}
-			t.Errorf("%s=%s: the Secret volume %s has no item at %s", name, file, v.Name, rel)
-			return
 		}
 		t.Errorf("volume mount %s has no volume", m.Name)
-		return
+		return nil, "", false
 	}
-	t.Errorf("%s=%s is in no mounted volume", name, file)
+	t.Errorf("%s=%s is in no mounted volume", what, file)
+	return nil, "", false
+}
+
+// secretFile checks that file (named by what) is in a volume mounted from a Secret, and
+// returns that volume, nil if it is not.
+func (d *deployed) secretFile(t *testing.T, what, file string) *volume {
+	t.Helper()
+	v, rel, ok := d.mounted(t, what, file)
+	switch {
+	case !ok:
+		return nil
+	case v.Secret == nil:
+		t.Errorf("%s=%s is in volume %s, which is not a Secret", what, file, v.Name)
+		return nil
+	case itemKey(v.Secret.Items, rel) == "":
+		t.Errorf("%s=%s: the Secret volume %s has no item at %s", what, file, v.Name, rel)
+	}
+	return v
 }
 
 // TestKubernetesDefaults: the base ConfigMap holds config.go's defaults except where running
-// in Kubernetes needs another value; the cluster overlay changes only what a cluster needs.
+// in Kubernetes needs another value; each overlay changes only what it is for.
 func TestKubernetesDefaults(t *testing.T) {
 	vars := configVars(t)
 	overridden := map[string]string{
@@ -1016,14 +1127,90 @@ func TestKubernetesDefaults(t *testing.T) {
 			t.Errorf("k8s/base ConfigMap: %s=%q, config.go's default is %q", k, base[k], vars[k].def)
 		}
 	}
-	cluster := configMapData(t, only(t, build(t, kubernetesBuilds[1]), "ConfigMap"))
-	for _, k := range sortedKeys(cluster) {
-		switch k {
-		case "NATS_URL", "FRONTPAY_REPLICAS", "FRONTPAY_API_RATE":
-		default:
-			if cluster[k] != base[k] {
-				t.Errorf("the cluster overlay changes %s: it should change only what a cluster needs", k)
+	for dir, changes := range map[string][]string{
+		"k8s/overlays/cluster": {"NATS_URL", "FRONTPAY_REPLICAS", "FRONTPAY_API_RATE"},
+		merchantsOverlay:       {"FRONTPAY_SUBJECT_PREFIX", "FRONTPAY_API_RATE"},
+	} {
+		overlay := configMapData(t, find(build(t, dir), "ConfigMap", "frontpay-worker"))
+		for _, k := range sortedKeys(overlay) {
+			if overlay[k] != base[k] && !slices.Contains(changes, k) {
+				t.Errorf("%s changes %s: it should change only %v", dir, k, changes)
 			}
+		}
+	}
+}
+
+// TestKubernetesMerchants: the merchants overlay names a merchants file (CONTRACT.md section 9)
+// in a ConfigMap it holds, each merchant's token and callback secret is a file from a Secret,
+// the file reads as the worker reads it (known fields, valid and unique ids, https URLs, rates
+// within the API's 240 a minute), and every mount it uses follows changes: no subPath, and the
+// Secret whole, so that adding a merchant changes no Deployment.
+func TestKubernetesMerchants(t *testing.T) {
+	d := worker(t, merchantsOverlay)
+	file := d.env["FRONTPAY_MERCHANTS_FILE"].value
+	fv, rel, ok := d.mounted(t, "FRONTPAY_MERCHANTS_FILE", file)
+	if !ok {
+		return
+	}
+	if fv.ConfigMap == nil {
+		t.Fatalf("FRONTPAY_MERCHANTS_FILE=%s is in volume %s, which is not a ConfigMap", file, fv.Name)
+	}
+	cm := find(d.objs, "ConfigMap", fv.ConfigMap.Name)
+	if cm == nil {
+		t.Fatalf("volume %s mounts ConfigMap %s, which the overlay lacks", fv.Name, fv.ConfigMap.Name)
+	}
+	text, ok := configMapData(t, cm)[itemKey(fv.ConfigMap.Items, rel)]
+	if !ok {
+		t.Fatalf("FRONTPAY_MERCHANTS_FILE=%s: %s holds no file at %s", file, cm, rel)
+	}
+	var mf struct {
+		Merchants []struct {
+			ID                 string `json:"id"`
+			TokenFile          string `json:"tokenFile"`
+			APIURL             string `json:"apiUrl"`
+			Rate               *int   `json:"rate"`
+			CallbackSecretFile string `json:"callbackSecretFile"`
+		} `json:"merchants"`
+	}
+	if err := yaml.UnmarshalStrict([]byte(text), &mf); err != nil {
+		t.Fatalf("%s %s: %v", cm, rel, err)
+	}
+	if len(mf.Merchants) == 0 {
+		t.Fatalf("%s %s: no merchants", cm, rel)
+	}
+	seen := map[string]bool{}
+	secretVolumes := map[string]*volume{}
+	for _, m := range mf.Merchants {
+		if _, err := schemas.MerchantPrefix("", m.ID); err != nil || seen[m.ID] {
+			t.Errorf("merchant %q: a bad or duplicate id (%v)", m.ID, err)
+		}
+		seen[m.ID] = true
+		files := map[string]string{"tokenFile": m.TokenFile}
+		if m.CallbackSecretFile != "" {
+			files["callbackSecretFile"] = m.CallbackSecretFile
+		}
+		for field, f := range files {
+			if v := d.secretFile(t, "merchant "+m.ID+" "+field, f); v != nil {
+				secretVolumes[v.Name] = v
+			}
+		}
+		if m.APIURL != "" {
+			if u, err := url.Parse(m.APIURL); err != nil || u.Scheme != "https" || u.Host == "" {
+				t.Errorf("merchant %s: apiUrl %q is not an https URL", m.ID, m.APIURL)
+			}
+		}
+		if m.Rate != nil && (*m.Rate < 1 || *m.Rate > 240) {
+			t.Errorf("merchant %s: rate %d, want 1 to the API's 240 a minute", m.ID, *m.Rate)
+		}
+	}
+	for _, name := range sortedKeys(secretVolumes) {
+		if len(secretVolumes[name].Secret.Items) > 0 {
+			t.Errorf("the Secret volume %s lists its items: a merchant added to the Secret would need a new Deployment", name)
+		}
+	}
+	for _, m := range d.c.VolumeMounts {
+		if (secretVolumes[m.Name] != nil || m.Name == fv.Name) && m.SubPath != "" {
+			t.Errorf("volume mount %s uses subPath, which never sees a change of the file", m.Name)
 		}
 	}
 }
