@@ -1590,11 +1590,32 @@ var promFunctions = []string{
 
 var promKeywords = []string{"and", "or", "unless", "bool", "offset", "group_left", "group_right", "inf", "nan"}
 
+// promAggregators are the aggregation operators among promFunctions.
+var promAggregators = []string{"avg", "bottomk", "count", "group", "max", "min", "quantile", "stddev", "sum", "topk"}
+
 // promRef is what an expression says of the series it reads.
 type promRef struct {
-	metrics  map[string][]string // metric name → label names of its matchers
-	values   map[string][]string // label name → values compared with =
-	grouping []string            // label names of by, without, on, ignoring
+	metrics      map[string][]string // metric name → label names of its matchers
+	values       map[string][]string // label name → values compared with =
+	grouping     []string            // label names of by, without, on, ignoring
+	selectors    []promSelector      // every series selector, in order
+	aggregations []promAggregation   // every aggregation, in order
+}
+
+// promSelector is one series selector: a metric name and its label matchers.
+type promSelector struct {
+	metric   string
+	matchers []promMatcher
+}
+
+// promMatcher is one label matcher, its value unquoted.
+type promMatcher struct{ label, op, value string }
+
+// promAggregation is one aggregation: its operator and the clause that follows the operator
+// ("by", "without", or "" when none does) with its labels.
+type promAggregation struct {
+	op, clause string
+	labels     []string
 }
 
 var promToken = regexp.MustCompile("\\s+|\"(?:[^\"\\\\]|\\\\.)*\"|'(?:[^'\\\\]|\\\\.)*'|`[^`]*`|\\$\\{[^}]*\\}|\\$[a-zA-Z_]+|[a-zA-Z_:][a-zA-Z0-9_:]*|[0-9][0-9a-zA-Z.]*|=~|!~|!=|==|>=|<=|[-+*/%^<>=(){}\\[\\],.]")
@@ -1635,9 +1656,17 @@ func parseProm(expr string) (*promRef, error) {
 			if next != "(" {
 				return nil, fmt.Errorf("%s without a label list", tok)
 			}
+			var agg *promAggregation
+			if n := len(ref.aggregations); n > 0 && (tok == "by" || tok == "without") && i > 0 && toks[i-1] == ref.aggregations[n-1].op {
+				agg = &ref.aggregations[n-1]
+				agg.clause = tok
+			}
 			for i += 2; i < len(toks) && toks[i] != ")"; i++ {
 				if toks[i] != "," {
 					ref.grouping = append(ref.grouping, toks[i])
+					if agg != nil {
+						agg.labels = append(agg.labels, toks[i])
+					}
 				}
 			}
 		case slices.Contains(promKeywords, strings.ToLower(tok)):
@@ -1645,8 +1674,12 @@ func parseProm(expr string) (*promRef, error) {
 			if !slices.Contains(promFunctions, tok) {
 				return nil, fmt.Errorf("unknown function %s", tok)
 			}
+			if slices.Contains(promAggregators, tok) {
+				ref.aggregations = append(ref.aggregations, promAggregation{op: tok})
+			}
 		case isIdent(tok):
 			labels := []string{}
+			sel := promSelector{metric: tok}
 			if next == "{" {
 				for i += 2; i < len(toks) && toks[i] != "}"; i++ {
 					if toks[i] == "," {
@@ -1657,13 +1690,19 @@ func parseProm(expr string) (*promRef, error) {
 					}
 					name, op, value := toks[i], toks[i+1], toks[i+2]
 					labels = append(labels, name)
-					if v, err := strconv.Unquote(value); err == nil && op == "=" {
+					v, err := strconv.Unquote(value)
+					if err != nil {
+						return nil, fmt.Errorf("matcher %s%s%s of %s: the value is no string", name, op, value, tok)
+					}
+					if op == "=" {
 						ref.values[name] = append(ref.values[name], v)
 					}
+					sel.matchers = append(sel.matchers, promMatcher{name, op, v})
 					i += 2
 				}
 			}
 			ref.metrics[tok] = append(ref.metrics[tok], labels...)
+			ref.selectors = append(ref.selectors, sel)
 		case tok == "{":
 			return nil, fmt.Errorf("a selector without a metric name")
 		}
@@ -1712,12 +1751,27 @@ func (s seriesSet) check(expr string) []string {
 			problems = append(problems, fmt.Sprintf("reason %q is none of schemas.Reasons()", v))
 		}
 	}
-	for _, v := range ref.values["operation"] {
-		if !frontpay.Operation(v).Valid() {
-			problems = append(problems, fmt.Sprintf("operation %q is none of frontpay.Operations()", v))
+	for _, sel := range ref.selectors {
+		for _, m := range sel.matchers {
+			// The consumer gauges' row of the consumer as a whole has the operation "".
+			if m.label != "operation" || m.op != "=" || frontpay.Operation(m.value).Valid() ||
+				(m.value == "" && strings.HasPrefix(sel.metric, "frontpay_consumer_")) {
+				continue
+			}
+			problems = append(problems, fmt.Sprintf("%s: operation %q is none of frontpay.Operations()", sel.metric, m.value))
 		}
 	}
 	return problems
+}
+
+// reads tells whether an expression reads a series that has the label.
+func (s seriesSet) reads(ref *promRef, label string) bool {
+	for name := range ref.metrics {
+		if s[name][label] {
+			return true
+		}
+	}
+	return false
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1765,7 +1819,8 @@ func alertRules(t *testing.T) []rule {
 
 // TestAlerts: every alert reads series the worker exposes, has a severity, a summary, a
 // description and a runbook section that exists, and together they watch what the operators
-// must hear of.
+// must hear of. Every alert on series labelled merchant fires per merchant: each of its
+// aggregations keeps the label (by (merchant, ...)), and its summary names the merchant.
 func TestAlerts(t *testing.T) {
 	series := exposedSeries(t)
 	rules := alertRules(t)
@@ -1790,6 +1845,23 @@ func TestAlerts(t *testing.T) {
 			for _, j := range ref.values["job"] {
 				if j != svc {
 					t.Errorf("%s: %s: job %q, but the ServiceMonitor's job is the Service's name %q", alertsFile, r.Alert, j, svc)
+				}
+			}
+			if series.reads(ref, "merchant") {
+				if len(ref.aggregations) == 0 {
+					t.Errorf("%s: %s aggregates nothing: aggregate by (merchant, ...)", alertsFile, r.Alert)
+				}
+				for _, a := range ref.aggregations {
+					if a.clause != "by" || !slices.Contains(a.labels, "merchant") {
+						how := a.op
+						if a.clause != "" {
+							how += " " + a.clause + " (" + strings.Join(a.labels, ", ") + ")"
+						}
+						t.Errorf("%s: %s: %s does not keep the label merchant: aggregate by (merchant, ...)", alertsFile, r.Alert, how)
+					}
+				}
+				if !strings.Contains(r.Annotations["summary"], "$labels.merchant") {
+					t.Errorf("%s: %s: the summary does not name the merchant ($labels.merchant)", alertsFile, r.Alert)
 				}
 			}
 		}
@@ -1826,7 +1898,7 @@ func TestAlerts(t *testing.T) {
 		"frontpay_consumer_oldest_pending_seconds", "frontpay_consumer_pending", "frontpay_consumer_redelivered",
 		"frontpay_dead_letters_total", `reason="outcome_unknown"`, `reason="unauthorized"`,
 		"frontpay_api_request_duration_seconds_count{status=~\"401", "frontpay_rate_limit_wait_seconds_total",
-		"frontpay_consumer_lag_up", "up{",
+		"frontpay_consumer_lag_up", "up{", "frontpay_commands_unworkable_total", "frontpay_takeovers_total",
 	} {
 		if !strings.Contains(exprs, watched) {
 			t.Errorf("%s: no alert watches %s", alertsFile, watched)
