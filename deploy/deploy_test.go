@@ -1611,6 +1611,11 @@ type promSelector struct {
 // promMatcher is one label matcher, its value unquoted.
 type promMatcher struct{ label, op, value string }
 
+// has tells whether the selector has the matcher label op value.
+func (s promSelector) has(label, op, value string) bool {
+	return slices.Contains(s.matchers, promMatcher{label, op, value})
+}
+
 // promAggregation is one aggregation: its operator and the clause that follows the operator
 // ("by", "without", or "" when none does) with its labels.
 type promAggregation struct {
@@ -1992,8 +1997,21 @@ type panel struct {
 	Panels []panel `json:"panels"`
 }
 
+// variable is a dashboard's template variable.
+type variable struct {
+	Name       string          `json:"name"`
+	Type       string          `json:"type"`
+	Definition string          `json:"definition"`
+	Query      json.RawMessage `json:"query"`
+	Multi      bool            `json:"multi"`
+	IncludeAll bool            `json:"includeAll"`
+	AllValue   string          `json:"allValue"`
+}
+
 // TestDashboard: the dashboard is Grafana JSON whose every query reads series the worker
-// exposes, and every metric of internal/metrics is on it.
+// exposes, and every metric of internal/metrics is on it. Its variables namespace and merchant
+// choose several or all of their label's values, and every query filters by them wherever the
+// series it reads have the label.
 func TestDashboard(t *testing.T) {
 	series := exposedSeries(t)
 	b, err := os.ReadFile(dashboardFile)
@@ -2006,10 +2024,7 @@ func TestDashboard(t *testing.T) {
 		SchemaVersion int     `json:"schemaVersion"`
 		Panels        []panel `json:"panels"`
 		Templating    struct {
-			List []struct {
-				Name string `json:"name"`
-				Type string `json:"type"`
-			} `json:"list"`
+			List []variable `json:"list"`
 		} `json:"templating"`
 	}
 	if err := json.Unmarshal(b, &d); err != nil {
@@ -2024,6 +2039,45 @@ func TestDashboard(t *testing.T) {
 	}
 	if variables["datasource"] != "datasource" {
 		t.Errorf("%s: no datasource variable", dashboardFile)
+	}
+	// The filters: each a variable named like its label, a query of the label's values, several
+	// at once or All, which is .* so that it also matches the empty merchant of a one-merchant
+	// deployment.
+	filters := []string{"namespace", "merchant"}
+	hasLabel := func(metric, label string) bool { return series[metric][label] || slices.Contains(targetLabels, label) }
+	labelValues := regexp.MustCompile(`^label_values\((.+), *(\w+)\)$`)
+	for _, label := range filters {
+		i := slices.IndexFunc(d.Templating.List, func(v variable) bool { return v.Name == label })
+		if i < 0 {
+			t.Errorf("%s: no variable %s", dashboardFile, label)
+			continue
+		}
+		v := d.Templating.List[i]
+		if v.Type != "query" || !v.Multi || !v.IncludeAll || v.AllValue != ".*" {
+			t.Errorf("%s: variable %s: type %q, multi %v, includeAll %v, allValue %q; want a query, multi, with All as .*",
+				dashboardFile, label, v.Type, v.Multi, v.IncludeAll, v.AllValue)
+		}
+		var q struct {
+			Query string `json:"query"`
+		}
+		if err := json.Unmarshal(v.Query, &q); err != nil || q.Query != v.Definition {
+			t.Errorf("%s: variable %s: its query %s is not its definition %q", dashboardFile, label, v.Query, v.Definition)
+		}
+		m := labelValues.FindStringSubmatch(v.Definition)
+		if m == nil || m[2] != label {
+			t.Errorf("%s: variable %s: %q is not label_values(<series>, %s)", dashboardFile, label, v.Definition, label)
+			continue
+		}
+		for _, problem := range series.check(m[1]) {
+			t.Errorf("%s: variable %s: %s", dashboardFile, label, problem)
+		}
+		if ref, err := parseProm(m[1]); err == nil {
+			for name := range ref.metrics {
+				if !hasLabel(name, label) {
+					t.Errorf("%s: variable %s: %s has no label %s", dashboardFile, label, name, label)
+				}
+			}
+		}
 	}
 	used := map[string]bool{}
 	ids := map[int]bool{}
@@ -2062,6 +2116,13 @@ func TestDashboard(t *testing.T) {
 				}
 				for m := range ref.metrics {
 					used[m] = true
+				}
+				for _, sel := range ref.selectors {
+					for _, label := range filters {
+						if hasLabel(sel.metric, label) && !sel.has(label, "=~", "$"+label) {
+							t.Errorf("%s: panel %q: %s does not filter by %s=~\"$%s\"", dashboardFile, p.Title, sel.metric, label, label)
+						}
+					}
 				}
 				for _, l := range regexp.MustCompile(`\{\{ *([a-zA-Z_]+) *\}\}`).FindAllStringSubmatch(q.LegendFormat, -1) {
 					if !slices.Contains(ref.grouping, l[1]) {
