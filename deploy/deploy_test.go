@@ -1786,11 +1786,37 @@ var promFunctions = []string{
 
 var promKeywords = []string{"and", "or", "unless", "bool", "offset", "group_left", "group_right", "inf", "nan"}
 
+// promAggregators are the aggregation operators among promFunctions.
+var promAggregators = []string{"avg", "bottomk", "count", "group", "max", "min", "quantile", "stddev", "sum", "topk"}
+
 // promRef is what an expression says of the series it reads.
 type promRef struct {
-	metrics  map[string][]string // metric name → label names of its matchers
-	values   map[string][]string // label name → values compared with =
-	grouping []string            // label names of by, without, on, ignoring
+	metrics      map[string][]string // metric name → label names of its matchers
+	values       map[string][]string // label name → values compared with =
+	grouping     []string            // label names of by, without, on, ignoring
+	selectors    []promSelector      // every series selector, in order
+	aggregations []promAggregation   // every aggregation, in order
+}
+
+// promSelector is one series selector: a metric name and its label matchers.
+type promSelector struct {
+	metric   string
+	matchers []promMatcher
+}
+
+// promMatcher is one label matcher, its value unquoted.
+type promMatcher struct{ label, op, value string }
+
+// has tells whether the selector has the matcher label op value.
+func (s promSelector) has(label, op, value string) bool {
+	return slices.Contains(s.matchers, promMatcher{label, op, value})
+}
+
+// promAggregation is one aggregation: its operator and the clause that follows the operator
+// ("by", "without", or "" when none does) with its labels.
+type promAggregation struct {
+	op, clause string
+	labels     []string
 }
 
 var promToken = regexp.MustCompile("\\s+|\"(?:[^\"\\\\]|\\\\.)*\"|'(?:[^'\\\\]|\\\\.)*'|`[^`]*`|\\$\\{[^}]*\\}|\\$[a-zA-Z_]+|[a-zA-Z_:][a-zA-Z0-9_:]*|[0-9][0-9a-zA-Z.]*|=~|!~|!=|==|>=|<=|[-+*/%^<>=(){}\\[\\],.]")
@@ -1831,9 +1857,17 @@ func parseProm(expr string) (*promRef, error) {
 			if next != "(" {
 				return nil, fmt.Errorf("%s without a label list", tok)
 			}
+			var agg *promAggregation
+			if n := len(ref.aggregations); n > 0 && (tok == "by" || tok == "without") && i > 0 && toks[i-1] == ref.aggregations[n-1].op {
+				agg = &ref.aggregations[n-1]
+				agg.clause = tok
+			}
 			for i += 2; i < len(toks) && toks[i] != ")"; i++ {
 				if toks[i] != "," {
 					ref.grouping = append(ref.grouping, toks[i])
+					if agg != nil {
+						agg.labels = append(agg.labels, toks[i])
+					}
 				}
 			}
 		case slices.Contains(promKeywords, strings.ToLower(tok)):
@@ -1841,8 +1875,12 @@ func parseProm(expr string) (*promRef, error) {
 			if !slices.Contains(promFunctions, tok) {
 				return nil, fmt.Errorf("unknown function %s", tok)
 			}
+			if slices.Contains(promAggregators, tok) {
+				ref.aggregations = append(ref.aggregations, promAggregation{op: tok})
+			}
 		case isIdent(tok):
 			labels := []string{}
+			sel := promSelector{metric: tok}
 			if next == "{" {
 				for i += 2; i < len(toks) && toks[i] != "}"; i++ {
 					if toks[i] == "," {
@@ -1853,13 +1891,19 @@ func parseProm(expr string) (*promRef, error) {
 					}
 					name, op, value := toks[i], toks[i+1], toks[i+2]
 					labels = append(labels, name)
-					if v, err := strconv.Unquote(value); err == nil && op == "=" {
+					v, err := strconv.Unquote(value)
+					if err != nil {
+						return nil, fmt.Errorf("matcher %s%s%s of %s: the value is no string", name, op, value, tok)
+					}
+					if op == "=" {
 						ref.values[name] = append(ref.values[name], v)
 					}
+					sel.matchers = append(sel.matchers, promMatcher{name, op, v})
 					i += 2
 				}
 			}
 			ref.metrics[tok] = append(ref.metrics[tok], labels...)
+			ref.selectors = append(ref.selectors, sel)
 		case tok == "{":
 			return nil, fmt.Errorf("a selector without a metric name")
 		}
@@ -1908,12 +1952,27 @@ func (s seriesSet) check(expr string) []string {
 			problems = append(problems, fmt.Sprintf("reason %q is none of schemas.Reasons()", v))
 		}
 	}
-	for _, v := range ref.values["operation"] {
-		if !frontpay.Operation(v).Valid() {
-			problems = append(problems, fmt.Sprintf("operation %q is none of frontpay.Operations()", v))
+	for _, sel := range ref.selectors {
+		for _, m := range sel.matchers {
+			// The consumer gauges' row of the consumer as a whole has the operation "".
+			if m.label != "operation" || m.op != "=" || frontpay.Operation(m.value).Valid() ||
+				(m.value == "" && strings.HasPrefix(sel.metric, "frontpay_consumer_")) {
+				continue
+			}
+			problems = append(problems, fmt.Sprintf("%s: operation %q is none of frontpay.Operations()", sel.metric, m.value))
 		}
 	}
 	return problems
+}
+
+// reads tells whether an expression reads a series that has the label.
+func (s seriesSet) reads(ref *promRef, label string) bool {
+	for name := range ref.metrics {
+		if s[name][label] {
+			return true
+		}
+	}
+	return false
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1961,7 +2020,8 @@ func alertRules(t *testing.T) []rule {
 
 // TestAlerts: every alert reads series the worker exposes, has a severity, a summary, a
 // description and a runbook section that exists, and together they watch what the operators
-// must hear of.
+// must hear of. Every alert on series labelled merchant fires per merchant: each of its
+// aggregations keeps the label (by (merchant, ...)), and its summary names the merchant.
 func TestAlerts(t *testing.T) {
 	series := exposedSeries(t)
 	rules := alertRules(t)
@@ -1986,6 +2046,23 @@ func TestAlerts(t *testing.T) {
 			for _, j := range ref.values["job"] {
 				if j != svc {
 					t.Errorf("%s: %s: job %q, but the ServiceMonitor's job is the Service's name %q", alertsFile, r.Alert, j, svc)
+				}
+			}
+			if series.reads(ref, "merchant") {
+				if len(ref.aggregations) == 0 {
+					t.Errorf("%s: %s aggregates nothing: aggregate by (merchant, ...)", alertsFile, r.Alert)
+				}
+				for _, a := range ref.aggregations {
+					if a.clause != "by" || !slices.Contains(a.labels, "merchant") {
+						how := a.op
+						if a.clause != "" {
+							how += " " + a.clause + " (" + strings.Join(a.labels, ", ") + ")"
+						}
+						t.Errorf("%s: %s: %s does not keep the label merchant: aggregate by (merchant, ...)", alertsFile, r.Alert, how)
+					}
+				}
+				if !strings.Contains(r.Annotations["summary"], "$labels.merchant") {
+					t.Errorf("%s: %s: the summary does not name the merchant ($labels.merchant)", alertsFile, r.Alert)
 				}
 			}
 		}
@@ -2022,7 +2099,7 @@ func TestAlerts(t *testing.T) {
 		"frontpay_consumer_oldest_pending_seconds", "frontpay_consumer_pending", "frontpay_consumer_redelivered",
 		"frontpay_dead_letters_total", `reason="outcome_unknown"`, `reason="unauthorized"`,
 		"frontpay_api_request_duration_seconds_count{status=~\"401", "frontpay_rate_limit_wait_seconds_total",
-		"frontpay_consumer_lag_up", "up{",
+		"frontpay_consumer_lag_up", "up{", "frontpay_commands_unworkable_total", "frontpay_takeovers_total",
 	} {
 		if !strings.Contains(exprs, watched) {
 			t.Errorf("%s: no alert watches %s", alertsFile, watched)
@@ -2116,8 +2193,21 @@ type panel struct {
 	Panels []panel `json:"panels"`
 }
 
+// variable is a dashboard's template variable.
+type variable struct {
+	Name       string          `json:"name"`
+	Type       string          `json:"type"`
+	Definition string          `json:"definition"`
+	Query      json.RawMessage `json:"query"`
+	Multi      bool            `json:"multi"`
+	IncludeAll bool            `json:"includeAll"`
+	AllValue   string          `json:"allValue"`
+}
+
 // TestDashboard: the dashboard is Grafana JSON whose every query reads series the worker
-// exposes, and every metric of internal/metrics is on it.
+// exposes, and every metric of internal/metrics is on it. Its variables namespace and merchant
+// choose several or all of their label's values, and every query filters by them wherever the
+// series it reads have the label.
 func TestDashboard(t *testing.T) {
 	series := exposedSeries(t)
 	b, err := os.ReadFile(dashboardFile)
@@ -2130,10 +2220,7 @@ func TestDashboard(t *testing.T) {
 		SchemaVersion int     `json:"schemaVersion"`
 		Panels        []panel `json:"panels"`
 		Templating    struct {
-			List []struct {
-				Name string `json:"name"`
-				Type string `json:"type"`
-			} `json:"list"`
+			List []variable `json:"list"`
 		} `json:"templating"`
 	}
 	if err := json.Unmarshal(b, &d); err != nil {
@@ -2148,6 +2235,45 @@ func TestDashboard(t *testing.T) {
 	}
 	if variables["datasource"] != "datasource" {
 		t.Errorf("%s: no datasource variable", dashboardFile)
+	}
+	// The filters: each a variable named like its label, a query of the label's values, several
+	// at once or All, which is .* so that it also matches the empty merchant of a one-merchant
+	// deployment.
+	filters := []string{"namespace", "merchant"}
+	hasLabel := func(metric, label string) bool { return series[metric][label] || slices.Contains(targetLabels, label) }
+	labelValues := regexp.MustCompile(`^label_values\((.+), *(\w+)\)$`)
+	for _, label := range filters {
+		i := slices.IndexFunc(d.Templating.List, func(v variable) bool { return v.Name == label })
+		if i < 0 {
+			t.Errorf("%s: no variable %s", dashboardFile, label)
+			continue
+		}
+		v := d.Templating.List[i]
+		if v.Type != "query" || !v.Multi || !v.IncludeAll || v.AllValue != ".*" {
+			t.Errorf("%s: variable %s: type %q, multi %v, includeAll %v, allValue %q; want a query, multi, with All as .*",
+				dashboardFile, label, v.Type, v.Multi, v.IncludeAll, v.AllValue)
+		}
+		var q struct {
+			Query string `json:"query"`
+		}
+		if err := json.Unmarshal(v.Query, &q); err != nil || q.Query != v.Definition {
+			t.Errorf("%s: variable %s: its query %s is not its definition %q", dashboardFile, label, v.Query, v.Definition)
+		}
+		m := labelValues.FindStringSubmatch(v.Definition)
+		if m == nil || m[2] != label {
+			t.Errorf("%s: variable %s: %q is not label_values(<series>, %s)", dashboardFile, label, v.Definition, label)
+			continue
+		}
+		for _, problem := range series.check(m[1]) {
+			t.Errorf("%s: variable %s: %s", dashboardFile, label, problem)
+		}
+		if ref, err := parseProm(m[1]); err == nil {
+			for name := range ref.metrics {
+				if !hasLabel(name, label) {
+					t.Errorf("%s: variable %s: %s has no label %s", dashboardFile, label, name, label)
+				}
+			}
+		}
 	}
 	used := map[string]bool{}
 	ids := map[int]bool{}
@@ -2186,6 +2312,13 @@ func TestDashboard(t *testing.T) {
 				}
 				for m := range ref.metrics {
 					used[m] = true
+				}
+				for _, sel := range ref.selectors {
+					for _, label := range filters {
+						if hasLabel(sel.metric, label) && !sel.has(label, "=~", "$"+label) {
+							t.Errorf("%s: panel %q: %s does not filter by %s=~\"$%s\"", dashboardFile, p.Title, sel.metric, label, label)
+						}
+					}
 				}
 				for _, l := range regexp.MustCompile(`\{\{ *([a-zA-Z_]+) *\}\}`).FindAllStringSubmatch(q.LegendFormat, -1) {
 					if !slices.Contains(ref.grouping, l[1]) {
