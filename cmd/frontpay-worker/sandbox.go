@@ -49,9 +49,10 @@ func (s *sandboxServer) Close() {
 
 func newSandboxCommand() *cobra.Command {
 	var (
-		addr, token, secret string
-		rate                int
-		seed                int64
+		addr, secret string
+		tokens       []string
+		rate         int
+		seed         int64
 	)
 	cmd := &cobra.Command{
 		Use:   "sandbox",
@@ -61,8 +62,8 @@ Connect API, and test controls under /sandbox/ and /checkout/ (README, "The sand
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Defaults from the environment are taken here, so that help never shows a secret.
-			if token == "" {
-				token = envOr("FRONTPAY_API_TOKEN", sandboxToken)
+			if len(tokens) == 0 {
+				tokens = []string{envOr("FRONTPAY_API_TOKEN", sandboxToken)}
 			}
 			if secret == "" {
 				secret = os.Getenv("FRONTPAY_CALLBACK_SECRET")
@@ -72,7 +73,7 @@ Connect API, and test controls under /sandbox/ and /checkout/ (README, "The sand
 			}
 			log := newLogger(cmd.ErrOrStderr(), envOr("FRONTPAY_LOG_FORMAT", "text"), envOr("FRONTPAY_LOG_LEVEL", "info"))
 			s, err := startSandbox(addr, sandbox.Options{
-				Token: token, RateLimit: rate, Seed: seed, CallbackSecret: secret, Logger: log,
+				Tokens: tokens, RateLimit: rate, Seed: seed, CallbackSecret: secret, Logger: log,
 			})
 			if err != nil {
 				return err
@@ -86,7 +87,7 @@ Connect API, and test controls under /sandbox/ and /checkout/ (README, "The sand
 	}
 	f := cmd.Flags()
 	f.StringVar(&addr, "addr", "127.0.0.1:8099", "address to listen on")
-	f.StringVar(&token, "token", "", "bearer token the sandbox accepts (default: FRONTPAY_API_TOKEN, else "+sandboxToken+")")
+	f.StringArrayVar(&tokens, "token", nil, "bearer token the sandbox accepts, an account of its own; repeat for several merchants (default: FRONTPAY_API_TOKEN, else "+sandboxToken+")")
 	f.IntVar(&rate, "rate", sandbox.DefaultRateLimit, "requests a minute per token; -1 turns the limit off")
 	f.Int64Var(&seed, "seed", 0, "seed of fault draws and identifiers (default: the time)")
 	f.StringVar(&secret, "callback-secret", "", "key of the callbacks' checksum (default: FRONTPAY_CALLBACK_SECRET)")

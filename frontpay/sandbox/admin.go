@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"strings"
 
 	"github.com/nordpay/frontpay-worker/frontpay"
 )
@@ -17,13 +18,13 @@ var (
 	ErrNotPayable = errors.New("sandbox: not payable")
 )
 
-// Pay is the customer paying a reservation at checkout: SENT → RESERVED, which fires the
-// callback. An expired, paid or cancelled reservation is ErrNotPayable.
+// Pay is the customer paying a reservation of any account at checkout: SENT → RESERVED, which
+// fires the callback. An expired, paid or cancelled reservation is ErrNotPayable.
 func (s *Sandbox) Pay(reservationUUID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.clock()
-	r := s.lookup(reservationUUID, now)
+	a, r := s.find(reservationUUID, now)
 	if r == nil {
 		return fmt.Errorf("%w: reservation %q", ErrNotFound, reservationUUID)
 	}
@@ -35,9 +36,9 @@ func (s *Sandbox) Pay(reservationUUID string) error {
 	for _, l := range r.lines {
 		l.reserved = l.amount
 	}
-	s.addEvent(historyEvent{uuid: r.uuid, title: "reserved", at: now, amount: r.grandTotal, paymentMethod: &r.paymentMethod})
-	s.appendEffect(Effect{At: now, Op: "customer.pay", UUID: r.uuid, Cents: r.grandTotal})
-	s.notify(r, "reserved", r.grandTotal, now)
+	a.addEvent(historyEvent{uuid: r.uuid, title: "reserved", at: now, amount: r.grandTotal, paymentMethod: &r.paymentMethod})
+	s.appendEffect(Effect{At: now, Token: r.token, Op: "customer.pay", UUID: r.uuid, Cents: r.grandTotal})
+	s.notify(a, r, "reserved", r.grandTotal, now)
 	return nil
 }
 
@@ -45,9 +46,22 @@ func (s *Sandbox) Pay(reservationUUID string) error {
 // by the customer: RESERVED, ready to capture, charge or cancel. It is for a sandbox that must
 // hold a reservation known in advance (frontpay-worker dev seeds one for the README's examples).
 // The submit and the payment are in the ledger and the history as for any reservation, and the
-// callback fires where req names one. A UUID already taken or of a shape the API would not hand
-// out is an error, as is a req the API would refuse.
+// callback fires where req names one. A UUID already taken (in any account) or of a shape the
+// API would not hand out is an error, as is a req the API would refuse. The reservation is in the
+// account of the first token (Options.Token, else the first of Options.Tokens or AddToken).
 func (s *Sandbox) Reserve(uuid string, req *frontpay.SubmitReservationRequest) error {
+	s.mu.Lock()
+	t, err := s.firstToken()
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return s.ReserveFor(t.token, uuid, req)
+}
+
+// ReserveFor is Reserve in the account of token, which made the reservation as far as the ledger
+// says; an unknown token is ErrUnknownToken.
+func (s *Sandbox) ReserveFor(token, uuid string, req *frontpay.SubmitReservationRequest) error {
 	if err := frontpay.ValidateUUID("uuid", uuid); err != nil {
 		return fmt.Errorf("sandbox: %w", err)
 	}
@@ -56,7 +70,12 @@ func (s *Sandbox) Reserve(uuid string, req *frontpay.SubmitReservationRequest) e
 		return fmt.Errorf("sandbox: encode the submit: %w", err)
 	}
 	s.mu.Lock()
-	c := &call{op: frontpay.ReservationSubmit, body: body, now: s.clock()}
+	t, err := s.token(token)
+	if err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	c := &call{token: t.token, acct: t.acct, op: frontpay.ReservationSubmit, body: body, now: s.clock()}
 	if err := req.Validate(c.now); err != nil {
 		s.mu.Unlock()
 		return fmt.Errorf("sandbox: the submit would be refused: %w", err)
@@ -71,11 +90,11 @@ func (s *Sandbox) Reserve(uuid string, req *frontpay.SubmitReservationRequest) e
 	return s.Pay(uuid)
 }
 
-// PayOrder is the customer paying an invoice order: SENT → PAID.
+// PayOrder is the customer paying an invoice order of any account: SENT → PAID.
 func (s *Sandbox) PayOrder(orderUUID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	o := s.orders[orderUUID]
+	o := s.findOrder(orderUUID)
 	if o == nil {
 		return fmt.Errorf("%w: order %q", ErrNotFound, orderUUID)
 	}
@@ -83,7 +102,7 @@ func (s *Sandbox) PayOrder(orderUUID string) error {
 		return fmt.Errorf("%w: order %s is %s", ErrNotPayable, o.uuid, o.status)
 	}
 	o.status = StatusPaid
-	s.appendEffect(Effect{At: s.clock(), Op: "order.pay", UUID: o.uuid, Cents: o.grandTotal})
+	s.appendEffect(Effect{At: s.clock(), Token: o.token, Op: "order.pay", UUID: o.uuid, Cents: o.grandTotal})
 	return nil
 }
 
@@ -100,11 +119,17 @@ func (s *Sandbox) payAny(uuid string) error {
 //	GET  /sandbox/ledger                   the effects, a JSON array of Effect
 //	PUT  /sandbox/faults/{operation}       set a Fault (JSON; {} clears)
 //	PUT  /sandbox/ratelimit                {"perMinute": n}
+//	POST /sandbox/tokens                   {"token": t} a new account; {"token": t, "rotates": old} old's account
+//	POST /sandbox/tokens/revoke            {"token": t}
+//	GET  /sandbox/traffic                  every token's requests, a JSON array of Traffic
 //	POST /sandbox/reservations/{uuid}/pay  the customer pays a reservation
 //	POST /sandbox/orders/{uuid}/pay        the customer pays an order
 //	GET  /sandbox/orders                   the orders, a JSON array of OrderInfo
 //	GET  /checkout/{uuid}                  a checkout page with a Pay button
 //	POST /checkout/{uuid}                  the Pay button
+//
+// The faults and the rate limit are set for every token, or, when the control request carries
+// "Authorization: Bearer <token>", for that token only.
 func (s *Sandbox) controlMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /sandbox/ledger", func(w http.ResponseWriter, _ *http.Request) {
@@ -115,6 +140,11 @@ func (s *Sandbox) controlMux() *http.ServeMux {
 	})
 	mux.HandleFunc("PUT /sandbox/faults/{operation}", s.putFault)
 	mux.HandleFunc("PUT /sandbox/ratelimit", s.putRateLimit)
+	mux.HandleFunc("POST /sandbox/tokens", s.postToken)
+	mux.HandleFunc("POST /sandbox/tokens/revoke", s.revokeToken)
+	mux.HandleFunc("GET /sandbox/traffic", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, s.Traffic())
+	})
 	mux.HandleFunc("POST /sandbox/reservations/{uuid}/pay", func(w http.ResponseWriter, r *http.Request) {
 		s.answerPay(w, r.PathValue("uuid"), s.Pay(r.PathValue("uuid")))
 	})
@@ -154,7 +184,32 @@ func (s *Sandbox) putFault(w http.ResponseWriter, r *http.Request) {
 		controlError(w, http.StatusBadRequest, err)
 		return
 	}
+	if token, scoped := controlToken(r); scoped {
+		answerToken(w, s.SetTokenFault(token, op, f))
+		return
+	}
 	s.SetFault(op, f)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// controlToken is the token a control request names in its Authorization header, if it names one.
+func controlToken(r *http.Request) (string, bool) {
+	if r.Header.Get("Authorization") == "" {
+		return "", false
+	}
+	scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", true // an unknown token below
+	}
+	return strings.TrimSpace(token), true
+}
+
+// answerToken answers a control of one token: 204, or 404 for an unknown token.
+func answerToken(w http.ResponseWriter, err error) {
+	if err != nil {
+		controlError(w, http.StatusNotFound, err)
+		return
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -166,8 +221,57 @@ func (s *Sandbox) putRateLimit(w http.ResponseWriter, r *http.Request) {
 		controlError(w, http.StatusBadRequest, errors.New(`want {"perMinute": n}`))
 		return
 	}
+	if token, scoped := controlToken(r); scoped {
+		answerToken(w, s.SetTokenRateLimit(token, *v.PerMinute))
+		return
+	}
 	s.SetRateLimit(*v.PerMinute)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// tokenRequest is the body of the token controls.
+type tokenRequest struct {
+	Token   string `json:"token"`
+	Rotates string `json:"rotates"` // POST /sandbox/tokens: the token whose account the new one joins
+}
+
+// readTokenRequest decodes a token control's body; false when it answered 400.
+func readTokenRequest(w http.ResponseWriter, r *http.Request) (tokenRequest, bool) {
+	var v tokenRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes)).Decode(&v); err != nil || v.Token == "" {
+		controlError(w, http.StatusBadRequest, errors.New(`want {"token": t}`))
+		return v, false
+	}
+	return v, true
+}
+
+func (s *Sandbox) postToken(w http.ResponseWriter, r *http.Request) {
+	v, ok := readTokenRequest(w, r)
+	if !ok {
+		return
+	}
+	var err error
+	if v.Rotates != "" {
+		err = s.RotateToken(v.Rotates, v.Token)
+	} else {
+		err = s.AddToken(v.Token)
+	}
+	switch {
+	case errors.Is(err, ErrUnknownToken):
+		controlError(w, http.StatusNotFound, err)
+	case err != nil:
+		controlError(w, http.StatusConflict, err)
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func (s *Sandbox) revokeToken(w http.ResponseWriter, r *http.Request) {
+	v, ok := readTokenRequest(w, r)
+	if !ok {
+		return
+	}
+	answerToken(w, s.RevokeToken(v.Token))
 }
 
 // answerPay answers a pay control: 200 with the new status, 404 or 409.
@@ -194,9 +298,9 @@ func (s *Sandbox) page(uuid string) checkoutPage {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := checkoutPage{UUID: uuid}
-	if r := s.lookup(uuid, s.clock()); r != nil {
+	if _, r := s.find(uuid, s.clock()); r != nil {
 		p.Kind, p.Status, p.Amount, p.Found = "Reservation", r.status, money(r.grandTotal).String(), true
-	} else if o := s.orders[uuid]; o != nil {
+	} else if o := s.findOrder(uuid); o != nil {
 		p.Kind, p.Status, p.Amount, p.Found = "Order", o.status, money(o.grandTotal).String(), true
 	}
 	p.Payable = p.Status == StatusSent

@@ -12,7 +12,8 @@ import (
 	"time"
 )
 
-// Checksum is the callback checksum the sandbox sends when Options.CallbackSecret is set:
+// Checksum is the callback checksum the sandbox sends when the account has a secret
+// (Options.CallbackSecret, SetCallbackSecret):
 // hex(HMAC-SHA256(secret, orderUuid+"|"+status+"|"+amount+"|"+timestamp)).
 func Checksum(secret, orderUUID, status, amount, timestamp string) string {
 	m := hmac.New(sha256.New, []byte(secret))
@@ -21,8 +22,8 @@ func Checksum(secret, orderUUID, status, amount, timestamp string) string {
 }
 
 // notify tells the reservation's callbackUrl of a status change (reserved, captured, charged) of
-// amount cents, with one GET in the background; s.mu is held.
-func (s *Sandbox) notify(r *reservation, status string, amount int64, now time.Time) {
+// amount cents, with one GET in the background, signed with the account's secret; s.mu is held.
+func (s *Sandbox) notify(a *account, r *reservation, status string, amount int64, now time.Time) {
 	if r.callbackURL == "" || s.closed {
 		return
 	}
@@ -39,8 +40,8 @@ func (s *Sandbox) notify(r *reservation, status string, amount int64, now time.T
 	q.Set("amount", amountText)
 	q.Set("paymentMethod", r.paymentMethod)
 	q.Set("timestamp", ts)
-	if s.secret != "" {
-		q.Set("checksum", Checksum(s.secret, r.uuid, status, amountText, ts))
+	if a.secret != "" {
+		q.Set("checksum", Checksum(a.secret, r.uuid, status, amountText, ts))
 	}
 	u.RawQuery = q.Encode()
 	target := u.String()

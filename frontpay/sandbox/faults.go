@@ -87,15 +87,35 @@ func (f Fault) validate() error {
 	return nil
 }
 
-// SetFault sets the fault of an operation, replacing any earlier one; the zero Fault clears it.
+// SetFault sets the fault of an operation for every token, replacing any earlier one; the zero
+// Fault clears it. A token's own fault of the operation (SetTokenFault) goes before it. Times
+// counts the calls of every token together.
 func (s *Sandbox) SetFault(op frontpay.Operation, f Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	setFault(s.faults, op, f)
+}
+
+// SetTokenFault sets the fault of an operation for one token's calls only, replacing any earlier
+// one of the token and going before the one SetFault set; the zero Fault clears the token's own.
+func (s *Sandbox) SetTokenFault(token string, op frontpay.Operation, f Fault) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, err := s.token(token)
+	if err != nil {
+		return err
+	}
+	setFault(t.faults, op, f)
+	return nil
+}
+
+// setFault sets or, with the zero Fault, clears the fault of op in faults.
+func setFault(faults map[frontpay.Operation]Fault, op frontpay.Operation, f Fault) {
 	if f == (Fault{}) {
-		delete(s.faults, op)
+		delete(faults, op)
 		return
 	}
-	s.faults[op] = f
+	faults[op] = f
 }
 
 // faultKind is what one call suffers.
@@ -124,21 +144,26 @@ func (o outcome) answer(now time.Time) answer {
 	return serverError(o.status, now)
 }
 
-// takeFault draws the outcome of one call of op and counts the call against the fault's Times.
-func (s *Sandbox) takeFault(op frontpay.Operation) (outcome, time.Duration) {
+// takeFault draws the outcome of one call of op by the token, from the token's own fault or
+// else the one for every token, and counts the call against that fault's Times.
+func (s *Sandbox) takeFault(t *tokenState, op frontpay.Operation) (outcome, time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	f, ok := s.faults[op]
+	faults := t.faults
+	f, ok := faults[op]
 	if !ok {
-		return outcome{}, 0
+		faults = s.faults
+		if f, ok = faults[op]; !ok {
+			return outcome{}, 0
+		}
 	}
 	if f.Times > 0 {
 		if f.Times == 1 {
-			delete(s.faults, op)
+			delete(faults, op)
 		} else {
 			g := f
 			g.Times--
-			s.faults[op] = g
+			faults[op] = g
 		}
 	}
 	draw := s.rng.Float64()

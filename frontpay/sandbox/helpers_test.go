@@ -52,12 +52,21 @@ type env struct {
 // adjust its Options.
 func setup(t *testing.T, opts ...func(*Options)) *env {
 	t.Helper()
+	return setupWith(t, nil, opts...)
+}
+
+// setupWith is setup that hands the sandbox to before, when not nil, before it serves.
+func setupWith(t *testing.T, before func(*Sandbox), opts ...func(*Options)) *env {
+	t.Helper()
 	clock := &fakeClock{now: t0}
 	o := Options{Token: testToken, Clock: clock.Now, Seed: 1}
 	for _, f := range opts {
 		f(&o)
 	}
 	sb := New(o)
+	if before != nil {
+		before(sb)
+	}
 	srv := httptest.NewServer(sb)
 	t.Cleanup(func() {
 		srv.Close()
@@ -146,7 +155,13 @@ func path(op frontpay.Operation, params ...string) string {
 // api calls an operation with the right token.
 func (e *env) api(op frontpay.Operation, body any, params ...string) reply {
 	e.t.Helper()
-	return e.send(op.Endpoint().Method, path(op, params...), body, "Bearer "+testToken)
+	return e.apiAs(testToken, op, body, params...)
+}
+
+// apiAs calls an operation with token.
+func (e *env) apiAs(token string, op frontpay.Operation, body any, params ...string) reply {
+	e.t.Helper()
+	return e.send(op.Endpoint().Method, path(op, params...), body, "Bearer "+token)
 }
 
 // statusMessages are the documents' status_message values, written out again so that the tests
@@ -245,7 +260,13 @@ func (e *env) sessionRequest(via string, mods ...func(*frontpay.SubmitReservatio
 // submit submits a reservation and returns its uuid.
 func (e *env) submit(mods ...func(*frontpay.SubmitReservationRequest)) string {
 	e.t.Helper()
-	r := e.api(frontpay.ReservationSubmit, e.submitRequest(mods...))
+	return e.submitAs(testToken, mods...)
+}
+
+// submitAs submits a reservation with token and returns its uuid.
+func (e *env) submitAs(token string, mods ...func(*frontpay.SubmitReservationRequest)) string {
+	e.t.Helper()
+	r := e.apiAs(token, frontpay.ReservationSubmit, e.submitRequest(mods...))
 	r.expect(e.t, 201, "Reservation Submitted Successfully", shapeDataTrue)
 	var res frontpay.SubmitReservationResult
 	r.data(e.t, &res)

@@ -12,6 +12,7 @@ import (
 type Effect struct {
 	Seq       int             `json:"seq"`
 	At        time.Time       `json:"at"`
+	Token     string          `json:"token"`               // the bearer token of the call; for customer.pay and order.pay, the token that created the reservation or order
 	Op        string          `json:"op"`                  // frontpay operation name, or "customer.pay", "order.pay" for simulated customer payments
 	UUID      string          `json:"uuid"`                // reservation or order uuid
 	Reference string          `json:"reference,omitempty"` // capture/charge uuid created, or the reference refunded
@@ -20,7 +21,7 @@ type Effect struct {
 	Dropped   bool            `json:"dropped"`             // the effect applied but the answer was dropped by a fault
 }
 
-// Ledger returns a copy of every effect so far, in order.
+// Ledger returns a copy of every effect so far, of every token, in order.
 func (s *Sandbox) Ledger() []Effect {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -38,7 +39,7 @@ func (s *Sandbox) record(c *call, uuid, reference string, cents int64) {
 	if len(c.body) > 0 {
 		body = slices.Clone(c.body)
 	}
-	s.appendEffect(Effect{At: c.now, Op: string(c.op), UUID: uuid, Reference: reference, Cents: cents, Body: body, Dropped: c.dropped})
+	s.appendEffect(Effect{At: c.now, Token: c.token, Op: string(c.op), UUID: uuid, Reference: reference, Cents: cents, Body: body, Dropped: c.dropped})
 }
 
 // appendEffect numbers and appends an effect; s.mu is held.

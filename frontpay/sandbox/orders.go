@@ -9,6 +9,7 @@ import (
 // OrderInfo is an invoice order as the test controls show it. The create answer carries data
 // null, as documented, so tests find orders here.
 type OrderInfo struct {
+	Token           string    `json:"token"` // the token that created it
 	UUID            string    `json:"uuid"`
 	Status          string    `json:"status"` // SENT or PAID
 	GrandTotalCents int64     `json:"grandTotalCents"`
@@ -21,8 +22,8 @@ func (s *Sandbox) createOrder(c *call) answer {
 	if a, ok := c.decode(&q); !ok {
 		return a
 	}
-	o := &order{uuid: s.newID("ODR"), status: StatusSent, grandTotal: cents(q.OrderSummary.GrandTotal), createdAt: c.now}
-	s.orders[o.uuid] = o
+	o := &order{uuid: s.newID("ODR"), token: c.token, status: StatusSent, grandTotal: cents(q.OrderSummary.GrandTotal), createdAt: c.now}
+	c.acct.orders[o.uuid] = o
 	s.orderList = append(s.orderList, o)
 	s.record(c, o.uuid, "", o.grandTotal)
 	return success(201, "orderAddedSuccessfully", false, nil)
@@ -34,7 +35,7 @@ func (s *Sandbox) resendOrder(c *call) answer {
 	if a, ok := c.decode(&q); !ok {
 		return a
 	}
-	o := s.orders[c.params[0]]
+	o := c.acct.orders[c.params[0]]
 	switch {
 	case o == nil:
 		return c.refuse("orderNotFound")
@@ -47,13 +48,13 @@ func (s *Sandbox) resendOrder(c *call) answer {
 	return success(202, "resentOrderSuccessfully", true, nil)
 }
 
-// Orders lists the invoice orders in the order they were created.
+// Orders lists the invoice orders of every account in the order they were created.
 func (s *Sandbox) Orders() []OrderInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make([]OrderInfo, 0, len(s.orderList))
 	for _, o := range s.orderList {
-		out = append(out, OrderInfo{UUID: o.uuid, Status: o.status, GrandTotalCents: o.grandTotal, CreatedAt: o.createdAt})
+		out = append(out, OrderInfo{Token: o.token, UUID: o.uuid, Status: o.status, GrandTotalCents: o.grandTotal, CreatedAt: o.createdAt})
 	}
 	return out
 }

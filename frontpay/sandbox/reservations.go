@@ -56,6 +56,7 @@ func (s *Sandbox) session(c *call) answer {
 func (s *Sandbox) open(c *call, q *frontpay.SubmitReservationRequest, via, uuid string) *reservation {
 	r := &reservation{
 		uuid:           uuid,
+		token:          c.token,
 		status:         StatusSent,
 		paymentMethod:  via,
 		customer:       q.CustomerDetails,
@@ -85,9 +86,9 @@ func (s *Sandbox) open(c *call, q *frontpay.SubmitReservationRequest, via, uuid 
 			rate: cents(p.Rate), tax: frontpay.Num(p.Tax.String()), amount: cents(p.Amount),
 		})
 	}
-	s.reservations[r.uuid] = r
+	c.acct.reservations[r.uuid] = r
 	cust := q.CustomerDetails
-	s.addEvent(historyEvent{uuid: r.uuid, title: "reservation-sent", at: c.now, amount: r.grandTotal,
+	c.acct.addEvent(historyEvent{uuid: r.uuid, title: "reservation-sent", at: c.now, amount: r.grandTotal,
 		sentTo: contact(&cust.Email, &cust.CountryCode, &cust.MSISDN)})
 	s.record(c, r.uuid, "", r.grandTotal)
 	return r
@@ -99,7 +100,7 @@ func (s *Sandbox) target(c *call, q frontpay.Validator, notFound string) (*reser
 	if a, ok := c.decode(q); !ok {
 		return nil, a, false
 	}
-	r := s.lookup(c.params[0], c.now)
+	r := c.acct.lookup(c.params[0], c.now)
 	if r == nil {
 		return nil, c.refuse(notFound), false
 	}
@@ -119,7 +120,7 @@ func (r *reservation) closedKey() string {
 
 // details answers GET /reservations/details/{uuid}.
 func (s *Sandbox) details(c *call) answer {
-	r := s.lookup(c.params[0], c.now)
+	r := c.acct.lookup(c.params[0], c.now)
 	if r == nil {
 		return c.refuse("reservationNotFound")
 	}
@@ -224,10 +225,10 @@ func (s *Sandbox) pay(c *call, r *reservation, source string, amount int64, text
 	p := &payment{uuid: s.newID(prefix), source: source, at: c.now, amount: amount, additionalText: text,
 		lines: lines, refunded: map[int64]int64{}}
 	r.payments = append(r.payments, p)
-	s.addEvent(historyEvent{uuid: r.uuid, title: source, at: c.now, amount: amount, note: text,
+	c.acct.addEvent(historyEvent{uuid: r.uuid, title: source, at: c.now, amount: amount, note: text,
 		paymentMethod: &r.paymentMethod, refundable: true})
 	s.record(c, r.uuid, p.uuid, amount)
-	s.notify(r, source, amount, c.now)
+	s.notify(c.acct, r, source, amount, c.now)
 	return p
 }
 
@@ -270,7 +271,7 @@ func (s *Sandbox) complete(c *call) answer {
 // settle moves a reservation to its final status (CANCELLED or COMPLETED).
 func (s *Sandbox) settle(c *call, r *reservation, status string, amount int64, note string) {
 	r.status = status
-	s.addEvent(historyEvent{uuid: r.uuid, title: map[string]string{StatusCancelled: "cancelled", StatusCompleted: "completed"}[status],
+	c.acct.addEvent(historyEvent{uuid: r.uuid, title: map[string]string{StatusCancelled: "cancelled", StatusCompleted: "completed"}[status],
 		at: c.now, amount: amount, note: &note})
 	s.record(c, r.uuid, "", 0)
 }
@@ -288,7 +289,7 @@ func (s *Sandbox) resendReservation(c *call) answer {
 	case StatusCancelled:
 		return c.refuse("orderStatusAlreadyCancelled")
 	}
-	s.addEvent(historyEvent{uuid: r.uuid, title: "payment-link-resent", at: c.now, amount: r.grandTotal,
+	c.acct.addEvent(historyEvent{uuid: r.uuid, title: "payment-link-resent", at: c.now, amount: r.grandTotal,
 		sentTo: contact(q.Email, q.CountryCode, q.MSISDN)})
 	s.record(c, r.uuid, "", 0)
 	return success(202, "resentOrderSuccessfully", true, nil)
@@ -335,7 +336,7 @@ func (s *Sandbox) refund(c *call) answer {
 	p.refundedTotal += amount
 	r.refundedFrom[p.source] += amount
 	r.refunds = append(r.refunds, refundEntry{at: c.now, amount: amount, reference: p.uuid, partial: amount < p.amount})
-	s.addEvent(historyEvent{uuid: r.uuid, title: "refund-sent-from-" + p.source, at: c.now, amount: amount})
+	c.acct.addEvent(historyEvent{uuid: r.uuid, title: "refund-sent-from-" + p.source, at: c.now, amount: amount})
 	s.record(c, r.uuid, p.uuid, amount)
 	return success(202, "orderRefundedSuccessfully", true, nil)
 }
@@ -345,7 +346,7 @@ func (r *reservation) partiallyRefundable() bool {
 	return r.settings != nil && r.settings.IsChargePartiallyRefundable != nil && *r.settings.IsChargePartiallyRefundable
 }
 
-// history lists the events of all reservations in [start, end]: GET /reservations/history/{start}/{end}.
+// history lists the events of the account's reservations in [start, end]: GET /reservations/history/{start}/{end}.
 func (s *Sandbox) history(c *call) answer {
 	start, errStart := strconv.ParseInt(c.params[0], 10, 64)
 	end, errEnd := strconv.ParseInt(c.params[1], 10, 64)
@@ -361,9 +362,9 @@ func (s *Sandbox) history(c *call) answer {
 	if len(fields) > 0 {
 		return invalid(fields)
 	}
-	s.expireAll(c.now)
+	c.acct.expireAll(c.now)
 	var picked []historyEvent
-	for _, e := range s.events {
+	for _, e := range c.acct.events {
 		if t := e.at.Unix(); t >= start && t <= end {
 			picked = append(picked, e)
 		}

@@ -2,14 +2,16 @@
 //
 // A Sandbox is an http.Handler that serves the twelve operations of the API at their documented
 // paths and methods, answers with the documented envelopes and error keys, and keeps reservations
-// and orders in memory with the documented state transitions. Test controls let a caller make the
-// customer pay, inject faults (latency, 5xx, 429, dropped connections before or after the effect),
-// change the rate limit and read the ledger of every effect the sandbox applied. The controls are
-// Go methods and, for an out-of-process sandbox, HTTP endpoints under /sandbox/ and /checkout/.
+// and orders in memory with the documented state transitions. It accepts several bearer tokens,
+// each a merchant's account of its own (its own reservations, orders, history, rate limit window
+// and faults), and can be told of new tokens and revoked ones while it runs. Test controls let a
+// caller make the customer pay, inject faults (latency, 5xx, 429, dropped connections before or
+// after the effect), change the rate limit, and read the ledger of every effect the sandbox
+// applied and the count of each token's requests. The controls are Go methods and, for an
+// out-of-process sandbox, HTTP endpoints under /sandbox/ and /checkout/.
 package sandbox
 
 import (
-	"crypto/subtle"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -30,13 +32,14 @@ const DefaultRateLimit = 240
 // maxBodyBytes bounds the request body the sandbox reads.
 const maxBodyBytes = 1 << 20
 
-// Options configure a Sandbox. Only Token is required.
+// Options configure a Sandbox. Token or Tokens is required, or a later AddToken.
 type Options struct {
-	Token          string           // required bearer token; requests without "Authorization: Bearer <Token>" get 401 (an empty Token refuses every call)
+	Token          string           // bearer token of the first account; requests without "Authorization: Bearer <token>" of a known token get 401 (no token at all refuses every call)
+	Tokens         []string         // more tokens, each an account of its own, after Token; empty and repeated ones are skipped
 	RateLimit      int              // requests per minute per token; 0 means the default 240; negative turns the limit off
 	Clock          func() time.Time // default time.Now; used for due dates, expiry, deadlines, ledger times
 	PublicURL      string           // base URL of checkoutUrl/paymentUrl, e.g. "http://127.0.0.1:8099"; default the request's own scheme and host
-	CallbackSecret string           // when set, callbacks carry checksum = hex(HMAC-SHA256(secret, orderUuid+"|"+status+"|"+amount+"|"+timestamp))
+	CallbackSecret string           // every account's to start with (SetCallbackSecret): when set, callbacks carry checksum = hex(HMAC-SHA256(secret, orderUuid+"|"+status+"|"+amount+"|"+timestamp))
 	HTTPClient     *http.Client     // for callbacks; default a client with a 5s timeout
 	Logger         *slog.Logger     // default discard
 	Seed           int64            // seeds the random draws (fault shares and identifiers), so runs are reproducible
@@ -45,8 +48,8 @@ type Options struct {
 
 // Sandbox is the fake API. It is safe for concurrent use; all state sits behind one mutex.
 type Sandbox struct {
-	token         string
 	clock         func() time.Time
+	rateClock     func() time.Time // the rate limit's and the traffic count's: time.Now
 	publicURL     string
 	secret        string
 	httpClient    *http.Client
@@ -56,28 +59,27 @@ type Sandbox struct {
 
 	active atomic.Int64 // API requests being handled, for tests of cancellation
 
-	mu           sync.Mutex
-	rng          *rand.Rand // fault draws
-	idRng        *rand.Rand // identifiers, a stream of its own so ids do not shift fault draws
-	limit        int        // per minute; < 0 off
-	hits         map[string][]time.Time
-	faults       map[frontpay.Operation]Fault
-	reservations map[string]*reservation
-	orders       map[string]*order
-	orderList    []*order
-	ids          map[string]bool // every identifier handed out
-	nextLineID   int64
-	events       []historyEvent
-	ledger       []Effect
-	closed       bool
-	callbacks    sync.WaitGroup
+	mu         sync.Mutex
+	rng        *rand.Rand // fault draws
+	idRng      *rand.Rand // identifiers, a stream of its own so ids do not shift fault draws
+	limit      int        // per minute of a token added from now on; < 0 off
+	tokens     map[string]*tokenState
+	tokenList  []*tokenState                // in the order added
+	accounts   []*account                   // in the order opened
+	faults     map[frontpay.Operation]Fault // every token's, behind a token's own
+	orderList  []*order                     // of every account, in the order created
+	ids        map[string]bool              // every identifier handed out, in any account
+	nextLineID int64                        // product line ids are unique across accounts
+	ledger     []Effect
+	closed     bool
+	callbacks  sync.WaitGroup
 }
 
 // New returns a Sandbox configured by opts.
 func New(opts Options) *Sandbox {
 	s := &Sandbox{
-		token:         opts.Token,
 		clock:         opts.Clock,
+		rateClock:     time.Now,
 		publicURL:     strings.TrimRight(opts.PublicURL, "/"),
 		secret:        opts.CallbackSecret,
 		httpClient:    opts.HTTPClient,
@@ -86,12 +88,13 @@ func New(opts Options) *Sandbox {
 		rng:           rand.New(rand.NewPCG(uint64(opts.Seed), 0x5eed)),
 		idRng:         rand.New(rand.NewPCG(uint64(opts.Seed), 0x1d5)),
 		limit:         normalLimit(opts.RateLimit),
-		hits:          map[string][]time.Time{},
+		tokens:        map[string]*tokenState{},
 		faults:        map[frontpay.Operation]Fault{},
-		reservations:  map[string]*reservation{},
-		orders:        map[string]*order{},
 		ids:           map[string]bool{},
 		nextLineID:    298,
+	}
+	for _, token := range append([]string{opts.Token}, opts.Tokens...) {
+		_ = s.addToken(token, nil) // an empty or repeated token is skipped, as documented
 	}
 	if s.clock == nil {
 		s.clock = time.Now
@@ -129,6 +132,8 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // call is one API request on its way through a handler.
 type call struct {
+	token   string   // the bearer token
+	acct    *account // the token's account
 	op      frontpay.Operation
 	params  []string
 	body    []byte
@@ -170,12 +175,12 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 		writeAnswer(w, refusal(http.StatusMethodNotAllowed, "methodNotAllowed", shapeErrorTrue))
 		return
 	}
-	token, ok := s.authorized(r)
+	tok, ok := s.authorized(r)
 	if !ok {
 		writeAnswer(w, refusal(http.StatusUnauthorized, "unauthenticated", shapeErrorTrue))
 		return
 	}
-	if a, limited := s.rateLimit(w.Header(), token); limited {
+	if a, limited := s.rateLimit(w.Header(), tok); limited {
 		writeAnswer(w, a)
 		return
 	}
@@ -186,7 +191,7 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 		writeAnswer(w, invalid(map[string][]string{"body": {"could not be read"}}))
 		return
 	}
-	outcome, latency := s.takeFault(op)
+	outcome, latency := s.takeFault(tok, op)
 	if !wait(r, latency) {
 		return // the client went away: no answer, no effect
 	}
@@ -201,7 +206,7 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request) {
 		drop(w)
 		return
 	}
-	c := &call{op: op, params: params, body: body, dropped: outcome.kind == faultDropAfter, base: s.base(r)}
+	c := &call{token: tok.token, acct: tok.acct, op: op, params: params, body: body, dropped: outcome.kind == faultDropAfter, base: s.base(r)}
 	s.mu.Lock()
 	c.now = s.clock()
 	a := handlers[op](s, c)
@@ -250,17 +255,6 @@ func matchPath(template, segs []string) ([]string, bool) {
 		}
 	}
 	return params, true
-}
-
-// authorized checks the bearer token and returns it.
-func (s *Sandbox) authorized(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	scheme, token, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || s.token == "" {
-		return "", false
-	}
-	token = strings.TrimSpace(token)
-	return token, subtle.ConstantTimeCompare([]byte(token), []byte(s.token)) == 1
 }
 
 // base is the public base URL for checkout links.

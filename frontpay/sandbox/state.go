@@ -32,6 +32,7 @@ const defaultChargeValidityDays = 90
 // reservation is one reservation and everything that happened to it.
 type reservation struct {
 	uuid           string
+	token          string // the token that made it, for the effects no call causes
 	customerUUID   string
 	status         string
 	paymentMethod  string
@@ -89,6 +90,7 @@ type refundEntry struct {
 // order is one invoice order.
 type order struct {
 	uuid       string
+	token      string // the token that made it
 	status     string
 	grandTotal int64
 	createdAt  time.Time
@@ -124,26 +126,26 @@ func (s *Sandbox) lineID() int64 {
 	return id
 }
 
-// addEvent appends a history event.
-func (s *Sandbox) addEvent(e historyEvent) {
-	s.events = append(s.events, e)
+// addEvent appends a history event of the account.
+func (a *account) addEvent(e historyEvent) {
+	a.events = append(a.events, e)
 }
 
-// lookup finds a reservation and brings its status up to date with the clock: a SENT reservation
-// whose payment link is past due is EXPIRED.
-func (s *Sandbox) lookup(uuid string, now time.Time) *reservation {
-	r := s.reservations[uuid]
+// lookup finds a reservation of the account and brings its status up to date with the clock: a
+// SENT reservation whose payment link is past due is EXPIRED.
+func (a *account) lookup(uuid string, now time.Time) *reservation {
+	r := a.reservations[uuid]
 	if r != nil && r.status == StatusSent && now.After(r.due) {
 		r.status = StatusExpired
-		s.addEvent(historyEvent{uuid: r.uuid, title: "expired", at: r.due, amount: r.grandTotal})
+		a.addEvent(historyEvent{uuid: r.uuid, title: "expired", at: r.due, amount: r.grandTotal})
 	}
 	return r
 }
 
-// expireAll brings every reservation's status up to date.
-func (s *Sandbox) expireAll(now time.Time) {
-	for uuid := range s.reservations {
-		s.lookup(uuid, now)
+// expireAll brings the status of every reservation of the account up to date.
+func (a *account) expireAll(now time.Time) {
+	for uuid := range a.reservations {
+		a.lookup(uuid, now)
 	}
 }
 
