@@ -10,7 +10,8 @@ package consumer
 //	                       were answered as an unknown merchant's (merchants.go)
 //	member.<instance>      a replica's heartbeat, for spreading merchants (internal/fleet)
 //	status.<id>            a status change published (package status), by its event id
-//	checkpoint.history     where the history poll has read up to (package status)
+//	checkpoint.history     where the history poll has read up to (package status); with several
+//	                       merchants checkpoint.history.<merchant>
 //
 // Every key outlives its last change by the bucket's TTL (StateTTL).
 const (
@@ -18,4 +19,6 @@ const (
 	KeyPrefixOwner    = "owner."
 	KeyPrefixMerchant = "merchant."
 	KeyPrefixMember   = "member."
+	KeyPrefixStatus   = "status."
+	KeyCheckpoint     = "checkpoint.history"
 )

@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
 )
 
@@ -17,7 +18,7 @@ import (
 const (
 	// CheckpointKey is the state bucket key of the history checkpoint: the end of the last window
 	// read, in Unix seconds.
-	CheckpointKey = "checkpoint.history"
+	CheckpointKey = consumer.KeyCheckpoint
 	// Overlap is how far before the checkpoint a poll starts reading: the history has minute
 	// precision, and a change may be recorded a little after it happened.
 	Overlap = 2 * time.Minute

@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/internal/tracing"
 	"golang.org/x/time/rate"
 
@@ -234,7 +235,7 @@ func EventID(merchant, uuid, status, at, amount string) string {
 }
 
 // stateKey is the state bucket key that records a published change.
-func stateKey(id string) string { return "status." + id }
+func stateKey(id string) string { return consumer.KeyPrefixStatus + id }
 
 // change is a canonical status change.
 type change struct {
