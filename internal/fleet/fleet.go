@@ -181,6 +181,15 @@ func (f *Fleet) Run(ctx context.Context, ready func()) error {
 	})
 	defer func() { stopBG(); bg.Wait() }()
 
+	// Assigning before the others' heartbeats are in would start every merchant's lane here
+	// only to hand most of them back a moment later.
+	select {
+	case <-f.ms.synced:
+	case <-time.After(aliveFor):
+	case <-ctx.Done():
+		f.stopAll()
+		return nil
+	}
 	if err := f.assign(ctx); err != nil {
 		return err
 	}
@@ -247,6 +256,12 @@ func (f *Fleet) reload() {
 		}
 		f.log.Info("merchant removed or changed", "merchant", id)
 		f.stopLane(l)
+		f.wg.Go(func() { // its callbacks still being checked end before stopAll returns
+			if l.done != nil {
+				<-l.done
+			}
+			l.status.Close()
+		})
 		delete(f.lanes, id)
 		delete(f.known, id)
 	}

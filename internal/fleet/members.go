@@ -44,10 +44,11 @@ type members struct {
 	mu      sync.Mutex
 	seen    map[string]time.Time // instance → when its last heartbeat arrived here
 	changed chan struct{}        // a member came or went (capacity 1)
+	synced  chan struct{}        // closed once the heartbeats stored before the watch are in
 }
 
 func newMembers(kv jetstream.KeyValue, self string, log *slog.Logger) *members {
-	return &members{kv: kv, self: self, log: log, seen: map[string]time.Time{}, changed: make(chan struct{}, 1)}
+	return &members{kv: kv, self: self, log: log, seen: map[string]time.Time{}, changed: make(chan struct{}, 1), synced: make(chan struct{})}
 }
 
 func memberKey(instance string) string { return consumer.KeyPrefixMember + instance }
@@ -79,7 +80,10 @@ func (ms *members) run(ctx context.Context) error {
 				return errors.New("membership watch ended")
 			}
 			if e == nil {
-				initial = false // the values stored before the watch are in
+				if initial { // the values stored before the watch are in
+					initial = false
+					close(ms.synced)
+				}
 				continue
 			}
 			ms.update(e, initial)
