@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nordpay/frontpay-worker/consumer"
-	"github.com/nordpay/frontpay-worker/internal/embedded"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 )
 
 // The NATS definitions under nats/: what consumer.Topology makes, as files.
@@ -224,22 +224,9 @@ func TestNATSClusterDiffersOnlyInReplicas(t *testing.T) {
 // its topology on them (consumer.Topology.Ensure, what it does at every start) and checks that
 // it changed nothing and created nothing.
 func TestNATSDefinitionsMatchWorker(t *testing.T) {
-	srv, err := embedded.Start(embedded.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
+	n := testworld.JetStream(t)
+	nc, js := n.Conn, n.JS
+	ctx := testworld.Context(t)
 
 	topo := topology(1)
 	files := readTree(t, natsLayouts[0].dir, ".json")

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -122,6 +124,30 @@ func (n *NATS) Close() {
 		n.Conn.Close()
 	}
 	n.stop()
+}
+
+// Server starts a nats-server of the test's own, configured by opts (TLS, accounts, no
+// JetStream: what JetStream does not set up), and waits until it accepts connections; it is shut
+// down when the test ends. With FRONTPAY_TEST_NATS_LOG set, it logs to the test's output.
+func Server(tb testing.TB, opts *server.Options) *server.Server {
+	tb.Helper()
+	opts.NoLog, opts.NoSigs = os.Getenv("FRONTPAY_TEST_NATS_LOG") == "", true
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if !opts.NoLog {
+		ns.ConfigureLogger()
+	}
+	ns.Start()
+	tb.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	if !ns.ReadyForConnections(Patience) {
+		tb.Fatalf("nats-server not ready within %s", Patience)
+	}
+	return ns
 }
 
 // Connect opens a connection of the test's own to the server at url (a worker's, a cluster's);
