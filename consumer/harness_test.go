@@ -15,7 +15,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
@@ -135,7 +134,7 @@ func (h *harness) checkResults() {
 	t := h.t
 	ids := map[string]bool{}
 	for _, r := range h.results.all() {
-		if err := resultSchema(t).Validate(mustUnmarshalAny(t, r.Data)); err != nil {
+		if err := testworld.SchemaError(schemas.ResultSchema, r.Data); err != nil {
 			t.Errorf("result %s does not follow result.schema.json: %v\n%s", r.Event.ID, err, r.Data)
 		}
 		if r.Subject != h.topo.SubjectPrefix(r.Event.Merchant)+r.Event.Type || r.MsgID != r.Event.ID {
@@ -146,38 +145,6 @@ func (h *harness) checkResults() {
 		}
 		ids[r.Event.ID] = true
 	}
-}
-
-var compiledResultSchema = sync.OnceValues(func() (*jsonschema.Schema, error) {
-	b, err := schemas.FS.ReadFile(schemas.ResultSchema)
-	if err != nil {
-		return nil, err
-	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
-	if err != nil {
-		return nil, err
-	}
-	c := jsonschema.NewCompiler()
-	if err := c.AddResource(schemas.BaseURI+schemas.ResultSchema, doc); err != nil {
-		return nil, err
-	}
-	return c.Compile(schemas.BaseURI + schemas.ResultSchema)
-})
-
-func resultSchema(t testing.TB) *jsonschema.Schema {
-	s, err := compiledResultSchema()
-	if err != nil {
-		t.Fatalf("compile result schema: %v", err)
-	}
-	return s
-}
-
-func mustUnmarshalAny(t testing.TB, b []byte) any {
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
-	if err != nil {
-		t.Fatalf("not JSON: %v: %s", err, b)
-	}
-	return v
 }
 
 // runner is a running worker.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
@@ -363,42 +361,11 @@ func (l *strList) all() []string {
 	return append([]string(nil), l.s...)
 }
 
-// statusSchema is status.schema.json compiled with the documents it refers to.
-var statusSchema = sync.OnceValues(func() (*jsonschema.Schema, error) {
-	c := jsonschema.NewCompiler()
-	err := fs.WalkDir(schemas.FS, ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := schemas.FS.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
-		if err != nil {
-			return err
-		}
-		return c.AddResource(schemas.BaseURI+path, doc)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return c.Compile(schemas.BaseURI + schemas.StatusSchema)
-})
-
 // checkEvent holds a stored event to the contract: status.schema.json, its type on its subject,
 // Nats-Msg-Id its id, the id the canonical change's, subject the uuid.
 func checkEvent(t *testing.T, r received) {
 	t.Helper()
-	sch, err := statusSchema()
-	if err != nil {
-		t.Fatalf("compile status schema: %v", err)
-	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(r.Raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sch.Validate(doc); err != nil {
+	if err := testworld.SchemaError(schemas.StatusSchema, r.Raw); err != nil {
 		t.Errorf("event does not follow status.schema.json: %v\n%s", err, r.Raw)
 	}
 	c := r.Change

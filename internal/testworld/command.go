@@ -75,6 +75,9 @@ func Publish(tb testing.TB, js jetstream.JetStream, m *nats.Msg) uint64 {
 	return seq
 }
 
+// retryPause is how long Store waits before it publishes again.
+const retryPause = 50 * time.Millisecond
+
 // Store is Publish for a goroutine of the test's: it retries until ctx ends.
 func Store(ctx context.Context, js jetstream.JetStream, m *nats.Msg) (uint64, error) {
 	for {
@@ -87,7 +90,7 @@ func Store(ctx context.Context, js jetstream.JetStream, m *nats.Msg) (uint64, er
 		select {
 		case <-ctx.Done():
 			return 0, fmt.Errorf("publish %s on %s: %w", m.Header.Get(jetstream.MsgIDHeader), m.Subject, err)
-		case <-time.After(poll):
+		case <-time.After(retryPause):
 		}
 	}
 }

@@ -56,15 +56,6 @@ func (a *API) Client(tb testing.TB, token string, opts ...frontpay.Option) *fron
 	return c
 }
 
-// Serve serves h over real HTTP until the test ends and returns its URL: another way in to a
-// sandbox, e.g. one that counts a worker's own calls.
-func Serve(tb testing.TB, h http.Handler) string {
-	tb.Helper()
-	srv := httptest.NewServer(h)
-	tb.Cleanup(srv.Close)
-	return srv.URL
-}
-
 // Calls counts the requests that reach a handler (Wrap): which operation each was, its path,
 // and how many of an operation are being served at once, and at most. The zero value is ready.
 type Calls struct {

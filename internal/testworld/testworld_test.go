@@ -105,3 +105,14 @@ func TestNewCommand(t *testing.T) {
 		t.Errorf("key %s", c.Key)
 	}
 }
+
+func TestSchemaError(t *testing.T) {
+	if err := testworld.SchemaError(schemas.CommandSchema, testworld.NewCommand(t, frontpay.ReservationDetails,
+		map[string]any{"reservationUuid": "RES0000000001"}).Raw); err != nil {
+		t.Errorf("a details command: %v", err)
+	}
+	if testworld.SchemaError(schemas.ResultSchema, []byte(`{}`)) == nil || testworld.SchemaError("none.json", []byte(`{}`)) == nil ||
+		testworld.SchemaError(schemas.ResultSchema, []byte(`{`)) == nil {
+		t.Error("no error")
+	}
+}
