@@ -48,8 +48,8 @@ func setup(t *testing.T) *world {
 	return w
 }
 
-// stored returns every message of a stream, in order.
-func (w *world) stored(name string) []*jetstream.RawStreamMsg {
+// stream returns a stream and its state now.
+func (w *world) stream(name string) (jetstream.Stream, *jetstream.StreamInfo) {
 	w.t.Helper()
 	s, err := w.js.Stream(testworld.Context(w.t), name)
 	if err != nil {
@@ -59,6 +59,13 @@ func (w *world) stored(name string) []*jetstream.RawStreamMsg {
 	if err != nil {
 		w.t.Fatal(err)
 	}
+	return s, info
+}
+
+// stored returns every message of a stream, in order.
+func (w *world) stored(name string) []*jetstream.RawStreamMsg {
+	w.t.Helper()
+	s, info := w.stream(name)
 	var out []*jetstream.RawStreamMsg
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
 		m, err := s.GetMsg(testworld.Context(w.t), seq)
@@ -99,14 +106,7 @@ func (w *world) original(subject string, data []byte, hdr nats.Header) jetstream
 // lastSeq is the last sequence of a stream.
 func (w *world) lastSeq(name string) uint64 {
 	w.t.Helper()
-	s, err := w.js.Stream(testworld.Context(w.t), name)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	info, err := s.Info(testworld.Context(w.t))
-	if err != nil {
-		w.t.Fatal(err)
-	}
+	_, info := w.stream(name)
 	return info.State.LastSeq
 }
 

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
@@ -40,10 +39,7 @@ func holdingAny(msgs []rawMsg, values ...string) []string {
 // from every stream and the bucket and leaves the other reservation's, and a second run finds
 // nothing left.
 func TestForgetCommand(t *testing.T) {
-	sb := newSandbox(t)
-	m := startMain(t, sb.URL)
-	t.Setenv("NATS_URL", m.NATSURL)
-	_, js := testworld.Connect(t, m.NATSURL)
+	sb, js := toolsWorld(t)
 	api := sb.Client(t, sandboxToken)
 
 	out, errOut, code := cliRun(t, settings{}, submitPayload(t), "publish", "--key", "submit-kari", "reservation.submit", "-")
@@ -189,15 +185,7 @@ func TestRetentionVariables(t *testing.T) {
 			c.DataDir, c.CommandRetention, c.ResultRetention, c.DeadLetterRetention, c.StateTTL = dir, cmds, results, deadLetters, ttl
 		})
 		defer m.Close()
-		nc, err := nats.Connect(m.NATSURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, js := testworld.Connect(t, m.NATSURL)
 		for name, want := range map[string]time.Duration{"FRONTPAY_COMMANDS": cmds, "FRONTPAY_RESULTS": results, "FRONTPAY_DEADLETTER": deadLetters, "KV_frontpay_state": ttl} {
 			s, err := js.Stream(t.Context(), name)
 			if err != nil {

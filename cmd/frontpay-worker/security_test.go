@@ -423,14 +423,9 @@ func leakScenario(t *testing.T, format string) {
 // counted, as its /metrics shows them.
 func statusChanges(t *testing.T, base, source string, outcomes ...string) float64 {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
+	code, body := testworld.Get(t, base+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d\n%s", code, body)
 	}
 	n := 0.0
 	for line := range strings.Lines(string(body)) {

@@ -19,12 +19,21 @@ import (
 	"github.com/nordpay/frontpay-worker/schemas"
 )
 
-// TestReplayFailedRefund fails a refund while the API is down, replays it once the API is back,
-// and checks that the refund happened once and that nothing is replayed a second time.
-func TestReplayFailedRefund(t *testing.T) {
+// toolsWorld runs a whole worker (startMain) against a sandbox of its own, points the tools at its
+// NATS server (NATS_URL), and connects the test to it.
+func toolsWorld(t *testing.T) (*testworld.API, jetstream.JetStream) {
+	t.Helper()
 	sb := newSandbox(t)
 	m := startMain(t, sb.URL)
 	t.Setenv("NATS_URL", m.NATSURL)
+	_, js := testworld.Connect(t, m.NATSURL)
+	return sb, js
+}
+
+// TestReplayFailedRefund fails a refund while the API is down, replays it once the API is back,
+// and checks that the refund happened once and that nothing is replayed a second time.
+func TestReplayFailedRefund(t *testing.T) {
+	sb, js := toolsWorld(t)
 	api := sb.Client(t, sandboxToken)
 	uuid, line := paidReservation(t, api, sb.Sandbox)
 	captured, err := api.Capture(t.Context(), uuid, &frontpay.CaptureRequest{
@@ -50,7 +59,6 @@ func TestReplayFailedRefund(t *testing.T) {
 	}
 	sb.SetFault(frontpay.ReservationRefund, sandbox.Fault{})
 	// stored reports whether the results stream holds a refund-1 event of type typ.
-	_, js := testworld.Connect(t, m.NATSURL)
 	stored := func(typ string) func() bool {
 		return func() bool {
 			return slices.ContainsFunc(readStream(t, js, "FRONTPAY_RESULTS"), func(ev schemas.Event) bool {
@@ -104,10 +112,7 @@ func refunds(sb *sandbox.Sandbox) int {
 // TestReplaySelection fails commands of every kind replay must tell apart, then checks its
 // limit, its summary, its progress report and its confirmation, against a running worker.
 func TestReplaySelection(t *testing.T) {
-	sb := newSandbox(t)
-	m := startMain(t, sb.URL)
-	t.Setenv("NATS_URL", m.NATSURL)
-	_, js := testworld.Connect(t, m.NATSURL)
+	sb, js := toolsWorld(t)
 	uuid, _ := paidReservation(t, sb.Client(t, sandboxToken), sb.Sandbox)
 
 	// Three details while the API fails them: upstream_unavailable, which exits 1.
