@@ -75,13 +75,17 @@ func Publish(tb testing.TB, js jetstream.JetStream, m *nats.Msg) uint64 {
 	return seq
 }
 
-// retryPause is how long Store waits before it publishes again.
-const retryPause = 50 * time.Millisecond
+// Store's pace: each attempt waits attemptTimeout for the stream's answer (one sent while the
+// server restarts may never get one), and the next follows retryPause later.
+const (
+	attemptTimeout = 2 * time.Second
+	retryPause     = 50 * time.Millisecond
+)
 
 // Store is Publish for a goroutine of the test's: it retries until ctx ends.
 func Store(ctx context.Context, js jetstream.JetStream, m *nats.Msg) (uint64, error) {
 	for {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		pctx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		ack, err := js.PublishMsg(pctx, m)
 		cancel()
 		if err == nil {
