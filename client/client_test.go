@@ -17,6 +17,7 @@ import (
 	"github.com/nordpay/frontpay-worker/client"
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/publisher"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
@@ -195,7 +196,7 @@ func newClient(t *testing.T, opts ...client.Option) *client.Client {
 // call publishes cmd and awaits its result.
 func call(t *testing.T, c *client.Client, cmd *client.Command) (*client.Result, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), testworld.Patience)
 	defer cancel()
 	if err := c.Publish(ctx, cmd); err != nil {
 		t.Fatal(err)
@@ -321,7 +322,7 @@ func TestAwaitSameKey(t *testing.T) {
 		Products: frontpay.Lines[frontpay.CaptureLine]{{ID: line, Amount: frontpay.Num("20")}}, GrandTotal: frontpay.Num("20"),
 	}, key))
 	again := must[*client.Command](t)(client.Capture(uuid, req, key))
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), testworld.Patience)
 	defer cancel()
 	for _, cmd := range []*client.Command{other, again} {
 		if err := c.Publish(ctx, cmd); err != nil {
@@ -350,7 +351,7 @@ func TestMerchant(t *testing.T) {
 	if s := c.Subject(details); s != "acme.shop1.reservation.details.requested" {
 		t.Fatalf("subject %s", s)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), testworld.Patience)
 	defer cancel()
 	js, err := jetstream.New(connect(t))
 	if err != nil {
@@ -406,7 +407,7 @@ func TestAwaitLater(t *testing.T) {
 		t.Fatalf("with no worker: %v", err)
 	}
 	startTestWorker(t, prefix)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), testworld.Patience)
 	defer cancel()
 	if res, err := c.Await(ctx, details.ID()); err != nil || res.Value.(*frontpay.Reservation).ReservationUUID != uuid {
 		t.Fatalf("%+v, %v", res, err)

@@ -2,20 +2,17 @@ package client_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http/httptest"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
-	"github.com/nordpay/frontpay-worker/internal/embedded"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/publisher"
 )
 
@@ -24,7 +21,8 @@ import (
 var (
 	// natsURL is the NATS server of the examples; a shop connects to its deployment's servers.
 	natsURL string
-	api     *sandbox.Sandbox
+	server  *testworld.NATS
+	api     *testworld.API
 	apiURL  string
 )
 
@@ -45,16 +43,14 @@ func run(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
-	srv, err := embedded.Start(embedded.Options{StoreDir: dir})
-	if err != nil {
+	if server, err = testworld.StartJetStream(dir); err != nil {
 		return 0, err
 	}
-	defer srv.Shutdown()
-	natsURL = srv.ClientURL()
-	api = sandbox.New(sandbox.Options{Token: token, RateLimit: -1})
-	hs := httptest.NewServer(api)
-	defer hs.Close()
-	apiURL = hs.URL
+	defer server.Close()
+	natsURL = server.URL
+	api = testworld.StartSandbox(sandbox.Options{Token: token, RateLimit: -1})
+	defer api.Close()
+	apiURL = api.URL
 	stop, err := startWorker("", true)
 	if err != nil {
 		return 0, err
@@ -64,49 +60,28 @@ func run(m *testing.M) (int, error) {
 }
 
 // startWorker sets up the topology of prefix on the test server and, with run, starts a worker
-// on it. stop stops the worker.
-func startWorker(prefix string, run bool) (stop func(), err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+// on it. stop stops the worker and returns what its Run returned.
+func startWorker(prefix string, run bool) (stop func() error, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), testworld.Patience)
 	defer cancel()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		return nil, err
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		return nil, err
-	}
 	topo := consumer.Topology{Prefix: prefix, AckWait: time.Second}
-	kv, err := topo.Ensure(ctx, js)
+	kv, err := topo.Ensure(ctx, server.JS)
 	if err != nil || !run {
-		nc.Close()
-		return func() {}, err
+		return func() error { return nil }, err
 	}
 	fp, err := frontpay.New(apiURL, token, frontpay.WithTimeout(2*time.Second))
 	if err != nil {
-		nc.Close()
 		return nil, err
 	}
 	w := consumer.New(consumer.Config{
 		Topology: topo, Source: "client-test", MaxAttempts: 2, RetryInitial: time.Millisecond, RetryMax: 10 * time.Millisecond,
 		APITimeout: 2 * time.Second, Concurrency: 8, DrainTimeout: time.Second, LeaseMargin: 100 * time.Millisecond,
-	}, js, kv, fp, publisher.New(js, nil, 0))
-	work, stopWork := context.WithCancel(context.Background())
-	started, done := make(chan struct{}), make(chan error, 1)
-	go func() { done <- w.Run(work, func() { close(started) }) }()
-	select {
-	case <-started:
-	case err := <-done:
-		stopWork()
-		nc.Close()
-		return nil, errors.Join(errors.New("worker did not start"), err)
+	}, server.JS, kv, fp, publisher.New(server.JS, nil, 0))
+	r, err := testworld.Go(w.Run)
+	if err != nil {
+		return nil, fmt.Errorf("worker of %q: %w", prefix, err)
 	}
-	return func() {
-		stopWork()
-		<-done
-		nc.Close()
-	}, nil
+	return r.Stop, nil
 }
 
 // startTestWorker is startWorker for one test.
@@ -116,16 +91,16 @@ func startTestWorker(t *testing.T, prefix string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(stop)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("worker of %q: %v", prefix, err)
+		}
+	})
 }
 
 // connect connects to the test server for one test.
 func connect(t testing.TB) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc, _ := testworld.Connect(t, natsURL)
 	return nc
 }

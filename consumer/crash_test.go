@@ -92,14 +92,14 @@ func TestCrashWindows(t *testing.T) {
 		r := h.paid(t)
 		c := newCommand(t, frontpay.ReservationCapture, captureData(r, 300, "crash"))
 		seed(c, r)
-		before := h.calls.count(frontpay.ReservationCapture, r.UUID)
+		before := h.calls.Count(frontpay.ReservationCapture, r.UUID)
 		h.send(t, c, "")
 		ref := responseUUID(t, success(t, h.resultOf(t, c)))
 		e := h.effects(frontpay.ReservationCapture, r.UUID)
 		if len(e) != 1 || e[0].Reference != ref {
 			t.Fatalf("ledger %+v, success names %s", e, ref)
 		}
-		if n := h.calls.count(frontpay.ReservationCapture, r.UUID) - before; n != sent {
+		if n := h.calls.Count(frontpay.ReservationCapture, r.UUID) - before; n != sent {
 			t.Errorf("the worker sent the capture %d times, want %d", n, sent)
 		}
 		if rec := h.record(t, c.Key); rec.Owner == "dead-worker" || !rec.OK {
@@ -156,7 +156,7 @@ func TestCrashWindows(t *testing.T) {
 		h.seed(t, c, stateSending, func(rec *record) { rec.Marker = markerOf("", c.Key, 0) })
 		h.send(t, c, "")
 		failure(t, h.resultOf(t, c), schemas.OutcomeUnknown)
-		if n := h.calls.count(frontpay.ReservationCapture, r.UUID); n != 2 {
+		if n := h.calls.Count(frontpay.ReservationCapture, r.UUID); n != 2 {
 			t.Errorf("the worker sent the capture %d times after an undecided read-back", n-2)
 		}
 	})
@@ -172,7 +172,7 @@ func TestCrashWindows(t *testing.T) {
 		if f := failure(t, h.resultOf(t, c), schemas.OutcomeUnknown); f.Attempts != 1 {
 			t.Errorf("attempts %d", f.Attempts)
 		}
-		if n := h.calls.count(frontpay.ReservationCapture, r.UUID); n != 2 {
+		if n := h.calls.Count(frontpay.ReservationCapture, r.UUID); n != 2 {
 			t.Errorf("the worker sent the capture %d times after an undecided read-back", n-2)
 		}
 	})
@@ -201,7 +201,7 @@ func TestCrashWindows(t *testing.T) {
 	answered := func(t *testing.T, c command, raw []byte, copies int) {
 		t.Helper()
 		uuid := mustParse(t, c).Resource
-		calls := h.calls.touching(uuid)
+		calls := h.calls.Count("", uuid)
 		h.send(t, c, "")
 		h.await(t, byKey(c.Key), "the result of "+c.String())
 		got := h.copies(t, c.Key, copies)
@@ -211,7 +211,7 @@ func TestCrashWindows(t *testing.T) {
 		if stored := h.results.find(byKey(c.Key)); len(stored) != 1 || !bytes.Equal(stored[0].Data, raw) {
 			t.Errorf("the stream holds %d results of the key", len(stored))
 		}
-		if n := h.calls.touching(uuid); n != calls {
+		if n := h.calls.Count("", uuid); n != calls {
 			t.Errorf("%d API calls", n-calls)
 		}
 	}

@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nordpay/frontpay-worker/client"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/publisher"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
@@ -48,7 +50,7 @@ func TestFailureReasons(t *testing.T) {
 		t.Parallel()
 		h := setup(t)
 		r := h.paid(t)
-		ledger, calls := len(h.sb.Ledger()), h.calls.touching(r.UUID)
+		ledger, calls := len(h.sb.Ledger()), h.calls.Count("", r.UUID)
 
 		t.Run("invalid_command/data", func(t *testing.T) {
 			data := captureData(r, 300, "invalid")
@@ -91,7 +93,7 @@ func TestFailureReasons(t *testing.T) {
 			c = h.send(t, c, "")
 			checkFailure(t, c, h.resultOf(t, c), schemas.InvalidCommand, 0, 0)
 		})
-		if n := h.calls.touching(r.UUID) - calls; n != 0 || len(h.sb.Ledger()) != ledger {
+		if n := h.calls.Count("", r.UUID) - calls; n != 0 || len(h.sb.Ledger()) != ledger {
 			t.Errorf("invalid commands made %d API calls, ledger %d → %d", n, ledger, len(h.sb.Ledger()))
 		}
 
@@ -111,7 +113,7 @@ func TestFailureReasons(t *testing.T) {
 			// A refund of an unknown reservation fails on its baseline read, unsent.
 			c = h.publish(t, frontpay.ReservationRefund, refundData(reservation{UUID: "RES0000000002", Lines: r.Lines}, "CAP1000000001", 100))
 			failure(t, h.resultOf(t, c), schemas.NotFound)
-			if n := h.calls.count(frontpay.ReservationRefund, "RES0000000002"); n != 0 {
+			if n := h.calls.Count(frontpay.ReservationRefund, "RES0000000002"); n != 0 {
 				t.Errorf("refund of an unknown reservation sent %d times", n)
 			}
 			// A capture needs no read before it: the API refuses it.
@@ -120,18 +122,18 @@ func TestFailureReasons(t *testing.T) {
 		})
 		t.Run("idempotency_conflict", func(t *testing.T) {
 			other := h.submitted(t)
-			first := h.publish(t, frontpay.ReservationDetails, map[string]any{"reservationUuid": r.UUID}, withKey("conflict-1"))
+			first := h.publish(t, frontpay.ReservationDetails, map[string]any{"reservationUuid": r.UUID}, client.Key("conflict-1"))
 			was := h.resultOf(t, first)
 			success(t, was)
-			c := h.publish(t, frontpay.ReservationDetails, map[string]any{"reservationUuid": other.UUID}, withKey("conflict-1"))
+			c := h.publish(t, frontpay.ReservationDetails, map[string]any{"reservationUuid": other.UUID}, client.Key("conflict-1"))
 			got := h.await(t, byCause(c.ID), "the conflict's result")
 			checkFailure(t, c, got, schemas.IdempotencyConflict, 0, 0)
-			if got.Event.ID == was.Event.ID || h.calls.touching(other.UUID) != 1 { // submitted's own details read
-				t.Errorf("conflict event %s (first %s); %d calls on %s", got.Event.ID, was.Event.ID, h.calls.touching(other.UUID), other.UUID)
+			if got.Event.ID == was.Event.ID || h.calls.Count("", other.UUID) != 1 { // submitted's own details read
+				t.Errorf("conflict event %s (first %s); %d calls on %s", got.Event.ID, was.Event.ID, h.calls.Count("", other.UUID), other.UUID)
 			}
 			// The key's own record is untouched: a duplicate of the first still gets its success.
 			again := h.send(t, first, schemas.NewID())
-			waitFor(t, func() bool { return len(h.sent.find(byCause(again.ID))) >= 2 }, "the first result again")
+			testworld.WaitFor(t, func() bool { return len(h.sent.find(byCause(again.ID))) >= 2 }, "the first result again")
 			if rec := h.record(t, "conflict-1"); rec.EventID != was.Event.ID {
 				t.Errorf("record after the conflict: %+v", rec)
 			}
@@ -179,13 +181,13 @@ func TestFailureReasons(t *testing.T) {
 
 		t.Run("upstream_unavailable/5xx", func(t *testing.T) {
 			checkFailure(t, details, h.resultOf(t, details), schemas.UpstreamUnavailable, 503, maxAttempts)
-			if n := h.calls.count(frontpay.ReservationDetails, r.UUID); n != maxAttempts+1 { // and the test's own read
+			if n := h.calls.Count(frontpay.ReservationDetails, r.UUID); n != maxAttempts+1 { // and the test's own read
 				t.Errorf("%d details calls, want %d", n, maxAttempts+1)
 			}
 		})
 		t.Run("upstream_unavailable/429", func(t *testing.T) {
 			checkFailure(t, history, h.resultOf(t, history), schemas.UpstreamUnavailable, 429, maxAttempts)
-			if n := h.calls.count(frontpay.ReservationHistory, ""); n != maxAttempts {
+			if n := h.calls.Count(frontpay.ReservationHistory, ""); n != maxAttempts {
 				t.Errorf("%d history calls, want %d", n, maxAttempts)
 			}
 		})
@@ -196,8 +198,8 @@ func TestFailureReasons(t *testing.T) {
 			h.sb.SetFault(frontpay.ReservationCapture, sandbox.Fault{ErrorShare: 1})
 			c := h.publish(t, frontpay.ReservationCapture, captureData(r, 300, "5xx"))
 			f := checkFailure(t, c, h.resultOf(t, c), schemas.UpstreamUnavailable, 503, maxAttempts)
-			if f.Message != "internalErrorOccurredPleaseTryAgainLater" || h.calls.count(frontpay.ReservationCapture, r.UUID) != maxAttempts {
-				t.Errorf("message %q after %d captures", f.Message, h.calls.count(frontpay.ReservationCapture, r.UUID))
+			if f.Message != "internalErrorOccurredPleaseTryAgainLater" || h.calls.Count(frontpay.ReservationCapture, r.UUID) != maxAttempts {
+				t.Errorf("message %q after %d captures", f.Message, h.calls.Count(frontpay.ReservationCapture, r.UUID))
 			}
 			if e := h.effects(frontpay.ReservationCapture, r.UUID); len(e) != 0 {
 				t.Errorf("ledger %+v", e)
@@ -208,12 +210,12 @@ func TestFailureReasons(t *testing.T) {
 			h := setup(t)
 			r := h.paid(t)
 			ref := h.capture(t, r, 300, "to refund")
-			reads := h.calls.count(frontpay.ReservationDetails, r.UUID)
+			reads := h.calls.Count(frontpay.ReservationDetails, r.UUID)
 			h.sb.SetFault(frontpay.ReservationDetails, sandbox.Fault{ErrorShare: 1})
 			c := h.publish(t, frontpay.ReservationRefund, refundData(r, ref, 100))
 			checkFailure(t, c, h.resultOf(t, c), schemas.UpstreamUnavailable, 503, 0)
-			if n := h.calls.count(frontpay.ReservationDetails, r.UUID) - reads; n != maxAttempts || h.calls.count(frontpay.ReservationRefund, "") != 0 {
-				t.Errorf("%d details reads, %d refunds", n, h.calls.count(frontpay.ReservationRefund, ""))
+			if n := h.calls.Count(frontpay.ReservationDetails, r.UUID) - reads; n != maxAttempts || h.calls.Count(frontpay.ReservationRefund, "") != 0 {
+				t.Errorf("%d details reads, %d refunds", n, h.calls.Count(frontpay.ReservationRefund, ""))
 			}
 		})
 		t.Run("outcome_unknown", func(t *testing.T) {
@@ -221,7 +223,7 @@ func TestFailureReasons(t *testing.T) {
 			if e := h.marked("dropped-submit"); len(e) != 1 || !e[0].Dropped {
 				t.Errorf("ledger %+v, want the one dropped submit", e)
 			}
-			if n := h.calls.count(frontpay.ReservationSubmit, ""); n != 2 { // the test's own submit and the worker's one
+			if n := h.calls.Count(frontpay.ReservationSubmit, ""); n != 2 { // the test's own submit and the worker's one
 				t.Errorf("submit sent %d times; failure %+v", n-1, f)
 			}
 		})
@@ -264,7 +266,7 @@ func TestPanicIsContained(t *testing.T) {
 		t.Fatal(err)
 	}
 	var m *jetstream.RawStreamMsg
-	waitFor(t, func() bool {
+	testworld.WaitFor(t, func() bool {
 		m, err = dl.GetMsg(t.Context(), 1)
 		return err == nil
 	}, "the dead letter")
@@ -278,7 +280,7 @@ func TestPanicIsContained(t *testing.T) {
 	if n := len(h.sent.find(byKey(c.Key))); n != 0 {
 		t.Errorf("%d results of the command that panicked", n)
 	}
-	waitFor(t, func() bool { return h.consumerIdle(t) }, "every command acked")
+	testworld.WaitFor(t, func() bool { return h.consumerIdle(t) }, "every command acked")
 }
 
 // TestRefusedResult: JetStream refuses a result (here, over the result stream's message size):
@@ -307,7 +309,7 @@ func TestRefusedResult(t *testing.T) {
 		t.Fatal(err)
 	}
 	var m *jetstream.RawStreamMsg
-	waitFor(t, func() bool {
+	testworld.WaitFor(t, func() bool {
 		m, err = dl.GetMsg(t.Context(), 1)
 		return err == nil
 	}, "the dead letter")
@@ -315,5 +317,5 @@ func TestRefusedResult(t *testing.T) {
 		m.Header.Get(publisher.HeaderDeadLetterSeq) != strconv.FormatUint(c.Seq, 10) {
 		t.Errorf("dead letter: %v", m.Header)
 	}
-	waitFor(t, func() bool { return h.consumerIdle(t) }, "every command acked")
+	testworld.WaitFor(t, func() bool { return h.consumerIdle(t) }, "every command acked")
 }

@@ -13,7 +13,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/nordpay/frontpay-worker/client"
 	"github.com/nordpay/frontpay-worker/frontpay"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
 
@@ -36,7 +38,7 @@ func submitOf(p person) map[string]any {
 // by "<stream> <sequence>", as its subject, headers and data.
 func (h *harness) stored(t *testing.T) map[string]string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), patience)
+	ctx, cancel := context.WithTimeout(t.Context(), testworld.Patience)
 	defer cancel()
 	out := map[string]string{}
 	names := h.js.StreamNames(ctx)
@@ -138,13 +140,13 @@ func TestForgetReservation(t *testing.T) {
 	failure(t, h.resultOf(t, h.publish(t, frontpay.ReservationResend, resend)), schemas.InvalidCommand)
 	conflicting := submitOf(kari)
 	conflicting["customerNotes"] = "another note"
-	conflict := h.publish(t, frontpay.ReservationSubmit, conflicting, withKey(submitA.Key))
+	conflict := h.publish(t, frontpay.ReservationSubmit, conflicting, client.Key(submitA.Key))
 	failure(t, h.await(t, byCause(conflict.ID), "the conflict's failure"), schemas.IdempotencyConflict)
 	// The history answer lists every reservation's events, hers among them.
 	success(t, h.resultOf(t, h.publish(t, frontpay.ReservationHistory, map[string]any{})))
 	junk := nats.NewMsg(schemas.CommandSubject("", frontpay.ReservationResend))
 	junk.Data = []byte("resend " + a + " to " + kari.email)
-	h.publishMsg(t, junk)
+	testworld.Publish(t, h.js, junk)
 
 	submitB := h.publish(t, frontpay.ReservationSubmit, submitOf(ola))
 	var createdB frontpay.SubmitReservationResult
@@ -153,8 +155,8 @@ func TestForgetReservation(t *testing.T) {
 	}
 	b := createdB.ReservationUUID
 	success(t, h.resultOf(t, h.publish(t, frontpay.ReservationDetails, map[string]any{"reservationUuid": b})))
-	waitFor(t, func() bool { return h.consumerIdle(t) }, "every command to be answered")
-	waitFor(t, func() bool {
+	testworld.WaitFor(t, func() bool { return h.consumerIdle(t) }, "every command to be answered")
+	testworld.WaitFor(t, func() bool {
 		for p := range h.stored(t) {
 			if strings.HasPrefix(p, "FRONTPAY_DEADLETTER ") {
 				return true
@@ -203,11 +205,11 @@ func TestForgetReservation(t *testing.T) {
 	}
 
 	// A duplicate of the forgotten submit: the recorded event, without her data, and no call.
-	calls := h.calls.count(frontpay.ReservationSubmit, "")
-	dup := h.send(t, newCommand(t, frontpay.ReservationSubmit, dataA, withKey(submitA.Key)), "")
-	waitFor(t, func() bool { return len(h.sent.find(byKey(submitA.Key))) >= 3 }, "the duplicate's result")
-	waitFor(t, func() bool { return h.consumerIdle(t) }, "the duplicate to be answered")
-	if n := h.calls.count(frontpay.ReservationSubmit, ""); n != calls {
+	calls := h.calls.Count(frontpay.ReservationSubmit, "")
+	dup := h.send(t, newCommand(t, frontpay.ReservationSubmit, dataA, client.Key(submitA.Key)), "")
+	testworld.WaitFor(t, func() bool { return len(h.sent.find(byKey(submitA.Key))) >= 3 }, "the duplicate's result")
+	testworld.WaitFor(t, func() bool { return h.consumerIdle(t) }, "the duplicate to be answered")
+	if n := h.calls.Count(frontpay.ReservationSubmit, ""); n != calls {
 		t.Errorf("the duplicate made %d submit call(s)", n-calls)
 	}
 	var again *received
@@ -261,7 +263,7 @@ func TestForgetByKey(t *testing.T) {
 	success(t, h.resultOf(t, c))
 	other := h.publish(t, frontpay.OrderCreate, orderData("for Ola too"))
 	success(t, h.resultOf(t, other))
-	waitFor(t, func() bool { return h.consumerIdle(t) }, "the commands to be answered")
+	testworld.WaitFor(t, func() bool { return h.consumerIdle(t) }, "the commands to be answered")
 	before := h.stored(t)
 
 	h.forget(t, ForgetTarget{Keys: []string{c.Key}})
@@ -288,10 +290,10 @@ func TestForgetMerchantsKey(t *testing.T) {
 	h.startMerchant(t, "shop1")
 	h.startMerchant(t, "shop2")
 	for _, m := range []string{"shop1", "shop2"} {
-		c := h.send(t, atMerchant(newCommand(t, frontpay.OrderCreate, orderData("for Kari at "+m), withKey("order-1")), m), "")
+		c := h.send(t, atMerchant(newCommand(t, frontpay.OrderCreate, orderData("for Kari at "+m), client.Key("order-1")), m), "")
 		success(t, h.await(t, byCause(c.ID), m+"'s result"))
 	}
-	waitFor(t, func() bool {
+	testworld.WaitFor(t, func() bool {
 		return h.consumerIdleOf(t, ConsumerFor("shop1")) && h.consumerIdleOf(t, ConsumerFor("shop2")) &&
 			h.consumerIdleOf(t, UnknownMerchantsConsumer)
 	}, "the commands to be answered")

@@ -5,10 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"fmt"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -18,11 +15,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
-	"github.com/nordpay/frontpay-worker/internal/embedded"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/publisher"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
@@ -39,28 +35,23 @@ const (
 	pinnedTTL = 2 * time.Second
 	// drainTimeout bounds a worker's shutdown.
 	drainTimeout = 2 * time.Second
-	// patience is how long waitFor waits for anything.
-	patience = 30 * time.Second
 )
 
 // harness is one test's world. Tests that set sandbox faults get one of their own, since faults
 // apply to every call of an operation.
 type harness struct {
 	t         testing.TB
-	storeDir  string
-	srv       *embedded.Server
-	url       string // NATS client URL, stable across restarts
+	nats      *testworld.NATS // restartable: h.nats.Restart
 	nc        *nats.Conn
 	js        jetstream.JetStream
 	kv        jetstream.KeyValue
 	topo      Topology
-	sb        *sandbox.Sandbox
+	sb        *testworld.API
 	api       *frontpay.Client // the test's own client, with the right token
-	calls     *apiCalls
+	calls     *testworld.Calls
 	results   *collector // the result stream, as stored (duplicates dropped)
 	sent      *collector // every publication on a result subject, copies the stream dropped included
 	workerAPI *frontpay.Client
-	apiURL    string  // the sandbox's
 	worker    *runner // the default worker, nil with withoutWorker
 }
 
@@ -99,80 +90,19 @@ func setup(t testing.TB, opts ...option) *harness {
 	for _, f := range opts {
 		f(&o)
 	}
-	h := &harness{t: t, storeDir: t.TempDir(), topo: Topology{AckWait: ackWait, PinnedTTL: pinnedTTL, Merchants: o.merchants, Prefix: map[bool]string{true: "p."}[o.merchants]}, calls: newAPICalls(),
-		results: &collector{}, sent: &collector{}}
-	h.startServer(0)
-	t.Cleanup(h.stopServer)
-
-	var err error
-	h.nc, err = nats.Connect(h.url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
-		nats.RetryOnFailedConnect(true), nats.Name(t.Name()))
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(h.nc.Close)
-	if h.js, err = jetstream.New(h.nc); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	if h.kv, err = h.topo.Ensure(ctx, h.js); err != nil {
-		t.Fatalf("ensure topology: %v", err)
-	}
-
-	h.sb = sandbox.New(o.sandbox)
-	api := httptest.NewServer(h.calls.wrap(h.sb))
-	t.Cleanup(api.Close)
-	h.apiURL = api.URL
-	h.api = newClient(t, api.URL, testToken)
-	h.workerAPI = newClient(t, api.URL, o.token)
+	h := &harness{t: t, topo: Topology{AckWait: ackWait, PinnedTTL: pinnedTTL, Merchants: o.merchants, Prefix: map[bool]string{true: "p."}[o.merchants]},
+		calls: &testworld.Calls{}, results: &collector{}, sent: &collector{}}
+	h.nats = testworld.JetStream(t, testworld.WithTopology(h.topo))
+	h.nc, h.js, h.kv = h.nats.Conn, h.nats.JS, h.nats.KV
+	h.sb = testworld.Sandbox(t, o.sandbox, h.calls.Wrap)
+	h.api = h.sb.Client(t, testToken, frontpay.WithTimeout(apiTimeout))
+	h.workerAPI = h.sb.Client(t, o.token, frontpay.WithTimeout(apiTimeout))
 
 	h.collect()
 	if !o.noWorker {
 		h.worker = h.start("worker-1")
 	}
 	return h
-}
-
-func newClient(t testing.TB, url, token string) *frontpay.Client {
-	t.Helper()
-	c, err := frontpay.New(url, token, frontpay.WithTimeout(apiTimeout))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-// startServer starts the embedded server on port (0: any free port) over the harness's store.
-func (h *harness) startServer(port int) {
-	h.t.Helper()
-	srv, err := embedded.Start(embedded.Options{StoreDir: h.storeDir, Port: port})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.srv = srv
-	if h.url == "" {
-		h.url = srv.ClientURL()
-	}
-}
-
-func (h *harness) stopServer() {
-	if h.srv != nil {
-		h.srv.Shutdown()
-		h.srv = nil
-	}
-}
-
-// restartServer shuts the server down, runs down while it is down, and starts it again on the
-// same port and store.
-func (h *harness) restartServer(down func()) {
-	h.t.Helper()
-	p, err := strconv.Atoi(h.url[strings.LastIndexByte(h.url, ':')+1:])
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.stopServer()
-	down()
-	h.startServer(p)
 }
 
 // collect feeds the collectors: an ordered consumer of the result stream, and a plain
@@ -204,7 +134,7 @@ func (h *harness) checkResults() {
 	t := h.t
 	ids := map[string]bool{}
 	for _, r := range h.results.all() {
-		if err := resultSchema(t).Validate(mustUnmarshalAny(t, r.Data)); err != nil {
+		if err := testworld.SchemaError(schemas.ResultSchema, r.Data); err != nil {
 			t.Errorf("result %s does not follow result.schema.json: %v\n%s", r.Event.ID, err, r.Data)
 		}
 		if r.Subject != h.topo.SubjectPrefix(r.Event.Merchant)+r.Event.Type || r.MsgID != r.Event.ID {
@@ -217,44 +147,10 @@ func (h *harness) checkResults() {
 	}
 }
 
-var compiledResultSchema = sync.OnceValues(func() (*jsonschema.Schema, error) {
-	b, err := schemas.FS.ReadFile(schemas.ResultSchema)
-	if err != nil {
-		return nil, err
-	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
-	if err != nil {
-		return nil, err
-	}
-	c := jsonschema.NewCompiler()
-	if err := c.AddResource(schemas.BaseURI+schemas.ResultSchema, doc); err != nil {
-		return nil, err
-	}
-	return c.Compile(schemas.BaseURI + schemas.ResultSchema)
-})
-
-func resultSchema(t testing.TB) *jsonschema.Schema {
-	s, err := compiledResultSchema()
-	if err != nil {
-		t.Fatalf("compile result schema: %v", err)
-	}
-	return s
-}
-
-func mustUnmarshalAny(t testing.TB, b []byte) any {
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
-	if err != nil {
-		t.Fatalf("not JSON: %v: %s", err, b)
-	}
-	return v
-}
-
 // runner is a running worker.
 type runner struct {
-	w      *Worker
-	cancel context.CancelFunc
-	done   chan error
-	once   sync.Once
+	*testworld.Running
+	w *Worker
 }
 
 // newWorker returns a worker named instance with the test configuration, mods applied.
@@ -279,40 +175,17 @@ func (h *harness) start(instance string, mods ...func(*Config)) *runner {
 
 // run runs w until the test ends or stop is called.
 func (h *harness) run(w *Worker) *runner {
-	t := h.t
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &runner{w: w, cancel: cancel, done: make(chan error, 1)}
-	ready := make(chan struct{})
-	go func() { r.done <- r.w.Run(ctx, func() { close(ready) }) }()
-	select {
-	case <-ready:
-	case err := <-r.done:
-		t.Fatalf("worker %s did not start: %v", w.cfg.Instance, err)
-	case <-time.After(patience):
-		t.Fatalf("worker %s did not start within %s", w.cfg.Instance, patience)
-	}
-	t.Cleanup(func() { r.stop(t) })
-	return r
+	h.t.Helper()
+	return &runner{Running: testworld.Run(h.t, "worker "+w.cfg.Instance, w.Run), w: w}
 }
 
 // stop ends Run and returns how long it took to return.
 func (r *runner) stop(t testing.TB) time.Duration {
-	var took time.Duration
-	r.once.Do(func() {
-		start := time.Now()
-		r.cancel()
-		select {
-		case err := <-r.done:
-			if err != nil {
-				t.Errorf("worker Run: %v", err)
-			}
-		case <-time.After(patience):
-			t.Errorf("worker Run did not return within %s of its context ending", patience)
-		}
-		took = time.Since(start)
-	})
-	return took
+	start := time.Now()
+	if err := r.Stop(); err != nil {
+		t.Errorf("worker Run: %v", err)
+	}
+	return time.Since(start)
 }
 
 // testLogger shows the workers' logs with FRONTPAY_TEST_LOG set.
@@ -321,18 +194,6 @@ func testLogger(instance string) *slog.Logger {
 		return nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("instance", instance)
-}
-
-// waitFor polls cond until it holds, failing the test after patience.
-func waitFor(t testing.TB, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(patience)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", patience, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // received is one message on a result subject.
@@ -387,7 +248,7 @@ func byKey(key string) func(schemas.Event) bool {
 // await waits for a stored result that matches and returns the first.
 func (h *harness) await(t testing.TB, match func(schemas.Event) bool, what string) received {
 	t.Helper()
-	waitFor(t, func() bool { return len(h.results.find(match)) > 0 }, what)
+	testworld.WaitFor(t, func() bool { return len(h.results.find(match)) > 0 }, what)
 	return h.results.find(match)[0]
 }
 
@@ -426,43 +287,17 @@ func failure(t testing.TB, r received, reason schemas.Reason) schemas.Failure {
 
 // command is a command event as published.
 type command struct {
-	Op       frontpay.Operation
-	ID       string
-	Key      string
-	Raw      []byte
+	testworld.Command
 	Merchant string // whose subject it is published on, with withMerchants
 	Seq      uint64 // its stream sequence once published
 }
 
-func (c command) String() string { return fmt.Sprintf("%s %s (key %s)", c.Op, c.ID, c.Key) }
-
-// withKey sets a command's idempotency key.
-func withKey(key string) func(*schemas.Event) {
-	return func(e *schemas.Event) { e.IdempotencyKey = key }
-}
-
 // newCommand builds a command event of op around data; edits change its envelope. Its key is
-// "key-" and its id unless an edit sets one.
+// "key-" and its id, its correlation id "corr-" and its id, unless an edit sets them.
 func newCommand(t testing.TB, op frontpay.Operation, data any, edits ...func(*schemas.Event)) command {
 	t.Helper()
-	raw, err := json.Marshal(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := schemas.NewID()
-	ev := schemas.Event{
-		SpecVersion: "1.0", ID: id, Source: "shop/test", Type: schemas.CommandSubject("", op),
-		Time: time.Now().UTC().Format(time.RFC3339), DataContentType: "application/json",
-		IdempotencyKey: "key-" + id, CorrelationID: "corr-" + id, Data: raw,
-	}
-	for _, e := range edits {
-		e(&ev)
-	}
-	b, err := json.Marshal(ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return command{Op: op, ID: ev.ID, Key: cmp.Or(ev.IdempotencyKey, ev.ID), Raw: b}
+	keyed := func(e *schemas.Event) { e.IdempotencyKey, e.CorrelationID = "key-"+e.ID, "corr-"+e.ID }
+	return command{Command: testworld.NewCommand(t, op, data, append([]func(*schemas.Event){keyed}, edits...)...)}
 }
 
 // publish builds a command and publishes it.
@@ -474,25 +309,10 @@ func (h *harness) publish(t testing.TB, op frontpay.Operation, data any, edits .
 // send publishes a command on its subject with Nats-Msg-Id msgID (its id when empty).
 func (h *harness) send(t testing.TB, c command, msgID string) command {
 	t.Helper()
-	m := nats.NewMsg(schemas.CommandSubject(h.topo.SubjectPrefix(c.Merchant), c.Op))
-	m.Data = c.Raw
+	m := c.Msg(h.topo.SubjectPrefix(c.Merchant))
 	m.Header.Set(jetstream.MsgIDHeader, cmp.Or(msgID, c.Merchant+c.ID))
-	c.Seq = h.publishMsg(t, m)
+	c.Seq = testworld.Publish(t, h.js, m)
 	return c
-}
-
-// publishMsg stores a message on the command stream, retrying while the server restarts.
-func (h *harness) publishMsg(t testing.TB, m *nats.Msg) uint64 {
-	t.Helper()
-	var ack *jetstream.PubAck
-	waitFor(t, func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		var err error
-		ack, err = h.js.PublishMsg(ctx, m)
-		return err == nil
-	}, "publishing to "+m.Subject)
-	return ack.Sequence
 }
 
 // consumerIdle reports whether the consumer has nothing pending: every message delivered and
@@ -513,87 +333,6 @@ func (h *harness) consumerIdleOf(t testing.TB, name string) bool {
 	}
 	info, err := c.Info(ctx)
 	return err == nil && info.NumPending == 0 && info.NumAckPending == 0
-}
-
-// apiCalls counts the requests that reach the sandbox's API, and how many of each operation ran
-// at once at most.
-type apiCalls struct {
-	mu     sync.Mutex
-	calls  []apiCall
-	active map[frontpay.Operation]int
-	peak   map[frontpay.Operation]int
-}
-
-type apiCall struct {
-	Op   frontpay.Operation
-	Path string
-}
-
-func newAPICalls() *apiCalls {
-	return &apiCalls{active: map[frontpay.Operation]int{}, peak: map[frontpay.Operation]int{}}
-}
-
-func (a *apiCalls) wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		op := opOfPath(r.URL.Path)
-		a.mu.Lock()
-		a.calls = append(a.calls, apiCall{op, r.URL.Path})
-		a.active[op]++
-		a.peak[op] = max(a.peak[op], a.active[op])
-		a.mu.Unlock()
-		defer func() {
-			a.mu.Lock()
-			a.active[op]--
-			a.mu.Unlock()
-		}()
-		next.ServeHTTP(w, r)
-	})
-}
-
-// opOfPath finds the operation whose endpoint serves path.
-func opOfPath(path string) frontpay.Operation {
-	for _, op := range frontpay.Operations() {
-		prefix, _, _ := strings.Cut(op.Endpoint().Path, "{")
-		if strings.HasPrefix(path, prefix) {
-			return op
-		}
-	}
-	return ""
-}
-
-// count returns the calls of op whose path contains s.
-func (a *apiCalls) count(op frontpay.Operation, s string) int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	n := 0
-	for _, c := range a.calls {
-		if c.Op == op && strings.Contains(c.Path, s) {
-			n++
-		}
-	}
-	return n
-}
-
-// touching returns the calls of any operation whose path contains s.
-func (a *apiCalls) touching(s string) int {
-	n := 0
-	for _, op := range frontpay.Operations() {
-		n += a.count(op, s)
-	}
-	return n
-}
-
-// activeOf returns the calls of op being handled now.
-func (a *apiCalls) activeOf(op frontpay.Operation) int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.active[op]
-}
-
-func (a *apiCalls) peakOf(op frontpay.Operation) int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.peak[op]
 }
 
 // capturedFirst fails the test when the reservation was completed before it was captured, and

@@ -14,7 +14,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/nordpay/frontpay-worker/client"
 	"github.com/nordpay/frontpay-worker/frontpay"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/publisher"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
@@ -169,13 +171,6 @@ func (h *harness) collectDeadLetters(t *testing.T) *deadLetters {
 	return d
 }
 
-// apiRequests is how many requests have reached the sandbox, whatever their path.
-func (a *apiCalls) apiRequests() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return len(a.calls)
-}
-
 // sameJSON reports whether a and b are the same JSON value (members compared as a map, numbers
 // as written).
 func sameJSON(a, b []byte) bool {
@@ -200,7 +195,7 @@ func TestHostileCommands(t *testing.T) {
 
 	// An operation that does not exist has no subject in the stream: JetStream refuses it, so it
 	// never reaches a worker.
-	ctx, cancel := context.WithTimeout(t.Context(), patience)
+	ctx, cancel := context.WithTimeout(t.Context(), testworld.Patience)
 	defer cancel()
 	if _, err := h.js.Publish(ctx, "reservation.explode.requested", hostileValid(t)); err == nil {
 		t.Errorf("a command of an unknown operation was stored")
@@ -210,16 +205,16 @@ func TestHostileCommands(t *testing.T) {
 	// is hostile but legal, each make their one call.
 	m := nats.NewMsg(schemas.CommandSubject("", frontpay.ReservationDetails))
 	m.Data = sized(t, "hostile-at-limit", schemas.MaxCommandBytes)
-	h.publishMsg(t, m)
-	odd := h.publish(t, frontpay.ReservationDetails, map[string]any{"reservationUuid": "NOPE2"}, withKey("ключ/🔑 *> ..\x00\u202e"))
+	testworld.Publish(t, h.js, m)
+	odd := h.publish(t, frontpay.ReservationDetails, map[string]any{"reservationUuid": "NOPE2"}, client.Key("ключ/🔑 *> ..\x00\u202e"))
 	failure(t, h.await(t, byCause("hostile-at-limit"), "the command at the size limit"), schemas.NotFound)
 	failure(t, h.resultOf(t, odd), schemas.NotFound)
-	if n := h.calls.apiRequests(); n != 2 {
+	if n := h.calls.Count("", ""); n != 2 {
 		t.Errorf("%d API requests for the two valid commands, want 2", n)
 	}
 	select {
-	case err := <-h.worker.done:
-		t.Fatalf("the worker stopped: %v", err)
+	case <-h.worker.Done():
+		t.Fatalf("the worker stopped: %v", h.worker.Err())
 	default:
 	}
 }
@@ -248,13 +243,13 @@ func runHostile(t *testing.T, h *harness, cases []hostile) {
 		m := nats.NewMsg(schemas.CommandSubject("", c.op))
 		m.Data = c.raw
 		m.Header.Set(jetstream.MsgIDHeader, "hostile-"+strconv.Itoa(i))
-		seqs[i] = h.publishMsg(t, m)
+		seqs[i] = testworld.Publish(t, h.js, m)
 	}
 
 	// An invalid command's failure is matched by its causation id: its id, or the hash key the
 	// worker falls back on when it has none.
 	causeOf := func(c hostile) string { return schemas.OriginOf(c.op, c.raw).CommandID }
-	waitFor(t, func() bool {
+	testworld.WaitFor(t, func() bool {
 		for i, c := range cases {
 			if c.dead && dead.bySeq(seqs[i]) == nil || !c.dead && len(h.results.find(byCause(causeOf(c)))) == 0 {
 				return false
@@ -311,10 +306,10 @@ func runHostile(t *testing.T, h *harness, cases []hostile) {
 			}
 		})
 	}
-	if n := h.calls.apiRequests(); n != 0 || len(h.sb.Ledger()) != 0 {
+	if n := h.calls.Count("", ""); n != 0 || len(h.sb.Ledger()) != 0 {
 		t.Fatalf("hostile commands reached the API: %d requests, ledger %+v", n, h.sb.Ledger())
 	}
-	waitFor(t, func() bool { return h.consumerIdle(t) }, "every hostile message acknowledged")
+	testworld.WaitFor(t, func() bool { return h.consumerIdle(t) }, "every hostile message acknowledged")
 }
 
 // hostileValid is a valid details command of a reservation that does not exist.

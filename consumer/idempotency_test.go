@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/nordpay/frontpay-worker/client"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
 
@@ -14,7 +16,7 @@ import (
 // event: the same bytes, so the same id and causationid.
 func (h *harness) copies(t *testing.T, key string, n int) []received {
 	t.Helper()
-	waitFor(t, func() bool { return len(h.sent.find(byKey(key))) >= n }, fmt.Sprintf("%d publications of the result of %s", n, key))
+	testworld.WaitFor(t, func() bool { return len(h.sent.find(byKey(key))) >= n }, fmt.Sprintf("%d publications of the result of %s", n, key))
 	all := h.sent.find(byKey(key))
 	for _, r := range all[1:] {
 		if !bytes.Equal(r.Data, all[0].Data) || r.MsgID != all[0].MsgID {
@@ -39,17 +41,17 @@ func TestDuplicateCommand(t *testing.T) {
 	if e := h.effects(frontpay.ReservationCapture, r.UUID); len(e) != 1 || e[0].Reference != ref {
 		t.Fatalf("ledger %+v, answered %s", e, ref)
 	}
-	if n := h.calls.count(frontpay.ReservationCapture, r.UUID); n != 1 {
+	if n := h.calls.Count(frontpay.ReservationCapture, r.UUID); n != 1 {
 		t.Errorf("capture sent %d times", n)
 	}
 
 	// Later, once everything is settled: the recorded event again, and no call at all.
-	waitFor(t, func() bool { return h.consumerIdle(t) }, "the capture consumer to settle")
-	calls := h.calls.touching(r.UUID)
+	testworld.WaitFor(t, func() bool { return h.consumerIdle(t) }, "the capture consumer to settle")
+	calls := h.calls.Count("", r.UUID)
 	h.send(t, c, "copy-3")
 	h.copies(t, c.Key, 3)
-	waitFor(t, func() bool { return h.consumerIdle(t) }, "the late duplicate to be acked")
-	if n := h.calls.touching(r.UUID); n != calls {
+	testworld.WaitFor(t, func() bool { return h.consumerIdle(t) }, "the late duplicate to be acked")
+	if n := h.calls.Count("", r.UUID); n != calls {
 		t.Errorf("the late duplicate made %d API calls", n-calls)
 	}
 	if stored := h.results.find(byKey(c.Key)); len(stored) != 1 || stored[0].Event.CausationID != c.ID {
@@ -65,35 +67,35 @@ func TestReplay(t *testing.T) {
 	r := h.paid(t)
 	data := refundData(r, h.capture(t, r, 300, "to refund"), 100)
 	replayOf := func(id string) func(*schemas.Event) { return func(e *schemas.Event) { e.ReplayOf = id } }
-	refunds := func() int { return h.calls.count(frontpay.ReservationRefund, r.UUID) }
+	refunds := func() int { return h.calls.Count(frontpay.ReservationRefund, r.UUID) }
 	// answeredWith publishes c and waits until it is answered with the event was, sent again.
 	answeredWith := func(c command, was received) {
 		t.Helper()
 		copies := len(h.sent.find(byKey(c.Key)))
 		h.send(t, c, schemas.NewID())
-		waitFor(t, func() bool { return len(h.sent.find(byKey(c.Key))) > copies }, "an answer to "+c.String())
+		testworld.WaitFor(t, func() bool { return len(h.sent.find(byKey(c.Key))) > copies }, "an answer to "+c.String())
 		if got := h.sent.find(byKey(c.Key))[copies]; !bytes.Equal(got.Data, was.Data) {
 			t.Errorf("%s answered with\n%s\nwant\n%s", c, got.Data, was.Data)
 		}
 	}
 
 	h.sb.SetFault(frontpay.ReservationRefund, sandbox.Fault{ErrorShare: 1})
-	c := h.publish(t, frontpay.ReservationRefund, data, withKey("refund-1"))
+	c := h.publish(t, frontpay.ReservationRefund, data, client.Key("refund-1"))
 	first := h.resultOf(t, c)
 	failure(t, first, schemas.UpstreamUnavailable)
 
 	// A replay that fails again is a new failure event, and the one a later replay names.
-	replay := h.publish(t, frontpay.ReservationRefund, data, withKey("refund-1"), replayOf(first.Event.ID))
+	replay := h.publish(t, frontpay.ReservationRefund, data, client.Key("refund-1"), replayOf(first.Event.ID))
 	second := h.await(t, byCause(replay.ID), "the first replay's result")
 	if failure(t, second, schemas.UpstreamUnavailable); second.Event.ID == first.Event.ID || refunds() != 2*maxAttempts {
 		t.Fatalf("second failure %s (first %s) after %d refunds", second.Event.ID, first.Event.ID, refunds())
 	}
 	// A replay of the older failure is answered like a duplicate.
-	answeredWith(newCommand(t, frontpay.ReservationRefund, data, withKey("refund-1"), replayOf(first.Event.ID)), second)
+	answeredWith(newCommand(t, frontpay.ReservationRefund, data, client.Key("refund-1"), replayOf(first.Event.ID)), second)
 
 	h.sb.SetFault(frontpay.ReservationRefund, sandbox.Fault{})
 	calls := refunds()
-	replay = h.publish(t, frontpay.ReservationRefund, data, withKey("refund-1"), replayOf(second.Event.ID))
+	replay = h.publish(t, frontpay.ReservationRefund, data, client.Key("refund-1"), replayOf(second.Event.ID))
 	ok := h.await(t, byCause(replay.ID), "the second replay's result")
 	success(t, ok)
 	if e := h.effects(frontpay.ReservationRefund, r.UUID); len(e) != 1 || refunds() != calls+1 {
@@ -103,9 +105,9 @@ func TestReplay(t *testing.T) {
 	// The same replay again, another replay of the same failure, one of an older failure: the
 	// success each time, and no call.
 	answeredWith(replay, ok)
-	answeredWith(newCommand(t, frontpay.ReservationRefund, data, withKey("refund-1"), replayOf(second.Event.ID)), ok)
-	answeredWith(newCommand(t, frontpay.ReservationRefund, data, withKey("refund-1"), replayOf(first.Event.ID)), ok)
-	waitFor(t, func() bool { return h.consumerIdle(t) }, "the refund consumer to settle")
+	answeredWith(newCommand(t, frontpay.ReservationRefund, data, client.Key("refund-1"), replayOf(second.Event.ID)), ok)
+	answeredWith(newCommand(t, frontpay.ReservationRefund, data, client.Key("refund-1"), replayOf(first.Event.ID)), ok)
+	testworld.WaitFor(t, func() bool { return h.consumerIdle(t) }, "the refund consumer to settle")
 	if n := refunds(); n != calls+1 {
 		t.Errorf("refund sent %d times after the replay, want 1", n-calls)
 	}
@@ -122,9 +124,9 @@ func TestKeyOfAnotherOperation(t *testing.T) {
 	h := setup(t)
 	r := h.paid(t)
 	h.capture(t, r, 300, "before completing")
-	complete := h.publish(t, frontpay.ReservationComplete, noteData(r.UUID, "same data"), withKey("shared-key"))
+	complete := h.publish(t, frontpay.ReservationComplete, noteData(r.UUID, "same data"), client.Key("shared-key"))
 	success(t, h.resultOf(t, complete))
-	cancel := h.publish(t, frontpay.ReservationCancel, noteData(r.UUID, "same data"), withKey("shared-key"))
+	cancel := h.publish(t, frontpay.ReservationCancel, noteData(r.UUID, "same data"), client.Key("shared-key"))
 	got := h.await(t, byCause(cancel.ID), "the cancel's result")
 	if got.Subject != "reservation.cancel.failed" {
 		t.Fatalf("the cancel was answered on %s: %s", got.Subject, got.Data)
@@ -151,18 +153,18 @@ func TestReplayOfAnUnknownOutcome(t *testing.T) {
 		h.sb.SetFault(frontpay.ReservationCapture, sandbox.Fault{DropShare: 1, Times: 1})
 		h.sb.SetFault(frontpay.ReservationDetails, sandbox.Fault{ErrorShare: 1})
 		data := captureData(r, 300, "unknown")
-		c := h.publish(t, frontpay.ReservationCapture, data, withKey("unknown-capture"))
+		c := h.publish(t, frontpay.ReservationCapture, data, client.Key("unknown-capture"))
 		f := failure(t, h.resultOf(t, c), schemas.OutcomeUnknown)
 		if f.Message != "readBackFailed" || len(h.effects(frontpay.ReservationCapture, r.UUID)) != 1 {
 			t.Fatalf("failure %q, ledger %+v", f.Message, h.effects(frontpay.ReservationCapture, r.UUID))
 		}
 		h.sb.SetFault(frontpay.ReservationDetails, sandbox.Fault{})
-		sent := h.calls.count(frontpay.ReservationCapture, r.UUID)
-		replay := h.publish(t, frontpay.ReservationCapture, data, withKey("unknown-capture"), replayOf(h.resultOf(t, c).Event.ID))
+		sent := h.calls.Count(frontpay.ReservationCapture, r.UUID)
+		replay := h.publish(t, frontpay.ReservationCapture, data, client.Key("unknown-capture"), replayOf(h.resultOf(t, c).Event.ID))
 		s := success(t, h.await(t, byCause(replay.ID), "the replay's result"))
 		e := h.effects(frontpay.ReservationCapture, r.UUID)
-		if len(e) != 1 || responseUUID(t, s) != e[0].Reference || h.calls.count(frontpay.ReservationCapture, r.UUID) != sent {
-			t.Errorf("after the replay: ledger %+v, success names %s, %d captures sent", e, responseUUID(t, s), h.calls.count(frontpay.ReservationCapture, r.UUID)-sent)
+		if len(e) != 1 || responseUUID(t, s) != e[0].Reference || h.calls.Count(frontpay.ReservationCapture, r.UUID) != sent {
+			t.Errorf("after the replay: ledger %+v, success names %s, %d captures sent", e, responseUUID(t, s), h.calls.Count(frontpay.ReservationCapture, r.UUID)-sent)
 		}
 	})
 	t.Run("capture not applied", func(t *testing.T) {
@@ -172,10 +174,10 @@ func TestReplayOfAnUnknownOutcome(t *testing.T) {
 		h.sb.SetFault(frontpay.ReservationCapture, sandbox.Fault{DropBeforeShare: 1, Times: 1})
 		h.sb.SetFault(frontpay.ReservationDetails, sandbox.Fault{ErrorShare: 1})
 		data := captureData(r, 300, "unknown")
-		c := h.publish(t, frontpay.ReservationCapture, data, withKey("absent-capture"))
+		c := h.publish(t, frontpay.ReservationCapture, data, client.Key("absent-capture"))
 		failure(t, h.resultOf(t, c), schemas.OutcomeUnknown)
 		h.sb.SetFault(frontpay.ReservationDetails, sandbox.Fault{})
-		replay := h.publish(t, frontpay.ReservationCapture, data, withKey("absent-capture"), replayOf(h.resultOf(t, c).Event.ID))
+		replay := h.publish(t, frontpay.ReservationCapture, data, client.Key("absent-capture"), replayOf(h.resultOf(t, c).Event.ID))
 		success(t, h.await(t, byCause(replay.ID), "the replay's result"))
 		if e := h.effects(frontpay.ReservationCapture, r.UUID); len(e) != 1 {
 			t.Errorf("after the replay: ledger %+v", e)
@@ -186,16 +188,16 @@ func TestReplayOfAnUnknownOutcome(t *testing.T) {
 		h := setup(t)
 		h.sb.SetFault(frontpay.ReservationSubmit, sandbox.Fault{DropShare: 1, Times: 1})
 		data := submitData("unknown-submit")
-		c := h.publish(t, frontpay.ReservationSubmit, data, withKey("unknown-submit"))
+		c := h.publish(t, frontpay.ReservationSubmit, data, client.Key("unknown-submit"))
 		first := h.resultOf(t, c)
 		failure(t, first, schemas.OutcomeUnknown)
-		replay := h.publish(t, frontpay.ReservationSubmit, data, withKey("unknown-submit"), replayOf(first.Event.ID))
+		replay := h.publish(t, frontpay.ReservationSubmit, data, client.Key("unknown-submit"), replayOf(first.Event.ID))
 		again := h.await(t, byCause(replay.ID), "the replay's result")
 		if f := failure(t, again, schemas.OutcomeUnknown); again.Event.ID == first.Event.ID || f.Attempts != 0 {
 			t.Errorf("replay answered %s (first %s), %d attempts", again.Event.ID, first.Event.ID, f.Attempts)
 		}
-		if e := h.marked("unknown-submit"); len(e) != 1 || h.calls.count(frontpay.ReservationSubmit, "") != 1 {
-			t.Errorf("submits: ledger %+v, %d sent", e, h.calls.count(frontpay.ReservationSubmit, ""))
+		if e := h.marked("unknown-submit"); len(e) != 1 || h.calls.Count(frontpay.ReservationSubmit, "") != 1 {
+			t.Errorf("submits: ledger %+v, %d sent", e, h.calls.Count(frontpay.ReservationSubmit, ""))
 		}
 	})
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
-	"github.com/nordpay/frontpay-worker/internal/embedded"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
 
@@ -26,26 +26,12 @@ type lagWorld struct {
 
 func lagSetup(t *testing.T) *lagWorld {
 	t.Helper()
-	srv, err := embedded.Start(embedded.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// AckWait far beyond the test: nothing is redelivered unless the test says so.
-	w := &lagWorld{nc: nc, js: js, topo: Topology{AckWait: 10 * time.Minute}}
-	if _, err := w.topo.Ensure(t.Context(), js); err != nil {
-		t.Fatal(err)
-	}
-	if w.stream, err = js.Stream(t.Context(), w.topo.CommandStream()); err != nil {
+	w := &lagWorld{topo: Topology{AckWait: 10 * time.Minute}}
+	n := testworld.JetStream(t, testworld.WithTopology(w.topo))
+	w.nc, w.js = n.Conn, n.JS
+	var err error
+	if w.stream, err = w.js.Stream(t.Context(), w.topo.CommandStream()); err != nil {
 		t.Fatal(err)
 	}
 	return w
@@ -62,16 +48,10 @@ type lagPublished struct {
 func (w *lagWorld) publish(t *testing.T, op frontpay.Operation, n int) lagPublished {
 	t.Helper()
 	id := fmt.Sprintf("lag-%s-%d", op, n)
-	m := nats.NewMsg(schemas.CommandSubject(w.topo.Prefix, op))
-	m.Data = []byte(`{"specversion":"1.0","id":"` + id + `","source":"lag-test","type":"` + string(op) +
-		`.requested","data":{"reservationUuid":"RES1000000001"}}`)
-	m.Header.Set(jetstream.MsgIDHeader, id)
+	c := testworld.NewCommand(t, op, map[string]any{"reservationUuid": "RES1000000001"}, func(e *schemas.Event) { e.ID, e.Source = id, "lag-test" })
 	p := lagPublished{op: op, before: time.Now().Round(0)}
-	ack, err := w.js.PublishMsg(t.Context(), m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.seq, p.after = ack.Sequence, time.Now().Round(0)
+	seq := testworld.Publish(t, w.js, c.Msg(w.topo.Prefix))
+	p.seq, p.after = seq, time.Now().Round(0)
 	return p
 }
 
@@ -229,7 +209,7 @@ func TestLagOfAnOwner(t *testing.T) {
 	cmds = append(cmds, h.publish(t, frontpay.ReservationDetails, map[string]any{"reservationUuid": rs[0].UUID}))
 	var c ConsumerLag
 	var ops map[frontpay.Operation]ConsumerLag
-	waitFor(t, func() bool {
+	testworld.WaitFor(t, func() bool {
 		c, ops, _, _ = lagRead(t, h.topo, h.js)
 		captures, details := ops[frontpay.ReservationCapture], ops[frontpay.ReservationDetails]
 		return c.Owner == owner.w.cfg.Instance && captures.AckPending == 3 && captures.Pending == 2 &&
@@ -242,7 +222,7 @@ func TestLagOfAnOwner(t *testing.T) {
 	for _, cmd := range cmds {
 		success(t, h.resultOf(t, cmd))
 	}
-	waitFor(t, func() bool {
+	testworld.WaitFor(t, func() bool {
 		_, ops, _, _ = lagRead(t, h.topo, h.js)
 		for _, l := range ops {
 			if l.AckPending != 0 || l.OldestAge != 0 {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/publisher"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
@@ -32,14 +33,14 @@ func TestDeadLetter(t *testing.T) {
 		m.Header.Add("X-Trace", "a")
 		m.Header.Add("X-Trace", strconv.Itoa(i))
 		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("bad-%d", i))
-		sent[strconv.FormatUint(h.publishMsg(t, m), 10)] = m
+		sent[strconv.FormatUint(testworld.Publish(t, h.js, m), 10)] = m
 	}
 
 	dl, err := h.js.Stream(t.Context(), h.topo.DeadLetterStream())
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool {
+	testworld.WaitFor(t, func() bool {
 		info, err := dl.Info(t.Context())
 		return err == nil && info.State.Msgs == uint64(len(bodies))
 	}, "the dead letters")
@@ -69,7 +70,7 @@ func TestDeadLetter(t *testing.T) {
 			t.Errorf("dead letter %d: headers %v", i, got.Header)
 		}
 	}
-	waitFor(t, func() bool { return h.consumerIdle(t) }, "the dead letters to be acknowledged")
+	testworld.WaitFor(t, func() bool { return h.consumerIdle(t) }, "the dead letters to be acknowledged")
 	if r := h.sent.all(); len(r) != 0 {
 		t.Errorf("results of dead letters: %+v", r)
 	}
@@ -171,7 +172,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 	for i := range l.cmds {
 		l.cmds[i] = h.send(t, l.cmds[i], "")
 	}
-	waitFor(t, func() bool { return len(h.results.all()) >= 40 }, "the first 40 results")
+	testworld.WaitFor(t, func() bool { return len(h.results.all()) >= 40 }, "the first 40 results")
 	took := first.stop(t)
 	answered := len(h.results.all())
 	if took > drainTimeout+1500*time.Millisecond {
@@ -200,11 +201,11 @@ func TestNATSRestart(t *testing.T) {
 	}
 	// Restart while money calls are at the API: their answers come back while NATS is down.
 	moving := func() int {
-		return h.calls.activeOf(frontpay.ReservationCapture) + h.calls.activeOf(frontpay.ReservationCharge)
+		return h.calls.Active(frontpay.ReservationCapture) + h.calls.Active(frontpay.ReservationCharge)
 	}
-	waitFor(t, func() bool { return moving() >= 2 }, "captures and charges in flight")
-	h.restartServer(func() {
-		waitFor(t, func() bool { return moving() == 0 && !h.nc.IsConnected() }, "the calls to end while NATS is down")
+	testworld.WaitFor(t, func() bool { return moving() >= 2 }, "captures and charges in flight")
+	h.nats.Restart(t, func() {
+		testworld.WaitFor(t, func() bool { return moving() == 0 && !h.nc.IsConnected() }, "the calls to end while NATS is down")
 	})
 	for i := range l.cmds[half:] {
 		l.cmds[half+i] = h.send(t, l.cmds[half+i], "")

@@ -4,7 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nordpay/frontpay-worker/client"
 	"github.com/nordpay/frontpay-worker/frontpay"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/publisher"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
@@ -27,7 +29,7 @@ func (h *harness) startMerchant(t *testing.T, merchant string) *runner {
 // startUnknownMerchants runs the answerer of unknown merchants' commands until the test ends.
 func (h *harness) startUnknownMerchants(t *testing.T) {
 	t.Helper()
-	u := NewUnknownMerchants(h.topo, testSource, h.js, h.kv, publisher.New(h.js, nil, 2*patience), nil, testLogger("unknown"))
+	u := NewUnknownMerchants(h.topo, testSource, h.js, h.kv, publisher.New(h.js, nil, 2*testworld.Patience), nil, testLogger("unknown"))
 	done := make(chan error, 1)
 	go func() { done <- u.Run(t.Context()) }() // t.Context ends as the test does, before its cleanup
 	t.Cleanup(func() {
@@ -45,8 +47,8 @@ func TestMerchantsKeySpaces(t *testing.T) {
 	h.startMerchant(t, "shop1")
 	h.startMerchant(t, "shop2")
 	r1, r2 := h.paid(t), h.paid(t)
-	c1 := h.send(t, atMerchant(newCommand(t, frontpay.ReservationCapture, captureData(r1, 300, "shop1"), withKey("same-key")), "shop1"), "")
-	c2 := h.send(t, atMerchant(newCommand(t, frontpay.ReservationCapture, captureData(r2, 300, "shop2"), withKey("same-key")), "shop2"), "")
+	c1 := h.send(t, atMerchant(newCommand(t, frontpay.ReservationCapture, captureData(r1, 300, "shop1"), client.Key("same-key")), "shop1"), "")
+	c2 := h.send(t, atMerchant(newCommand(t, frontpay.ReservationCapture, captureData(r2, 300, "shop2"), client.Key("same-key")), "shop2"), "")
 	res1, res2 := h.await(t, byCause(c1.ID), "shop1's result"), h.await(t, byCause(c2.ID), "shop2's result")
 	success(t, res1)
 	success(t, res2)
@@ -68,16 +70,16 @@ func TestUnknownMerchant(t *testing.T) {
 	h.startUnknownMerchants(t)
 	r := h.paid(t)
 	data := captureData(r, 300, "unknown")
-	c := h.send(t, atMerchant(newCommand(t, frontpay.ReservationCapture, data, withKey("k1")), "shop9"), "")
+	c := h.send(t, atMerchant(newCommand(t, frontpay.ReservationCapture, data, client.Key("k1")), "shop9"), "")
 	got := h.await(t, byCause(c.ID), "the unknown merchant's answer")
 	f := checkFailure(t, c, got, schemas.InvalidCommand, 0, 0)
 	if f.Message != "unknownMerchant" || got.Subject != "p.shop9.reservation.capture.failed" || got.Event.Merchant != "shop9" {
 		t.Errorf("answered %s on %s, merchant %q", f.Message, got.Subject, got.Event.Merchant)
 	}
-	if n := h.calls.touching(r.UUID); n != 1 { // the test's own details read
+	if n := h.calls.Count("", r.UUID); n != 1 { // the test's own details read
 		t.Errorf("%d API calls", n)
 	}
-	other := h.send(t, atMerchant(newCommand(t, frontpay.ReservationCapture, data, withKey("k1")), "shop8"), "")
+	other := h.send(t, atMerchant(newCommand(t, frontpay.ReservationCapture, data, client.Key("k1")), "shop8"), "")
 	h.await(t, byCause(other.ID), "the other unknown merchant's answer")
 
 	h.startMerchant(t, "shop9")
@@ -138,7 +140,7 @@ func TestMerchantAddedMidStream(t *testing.T) {
 			unknown++
 		}
 	}
-	waitFor(t, func() bool {
+	testworld.WaitFor(t, func() bool {
 		return h.consumerIdleOf(t, ConsumerFor("shop8")) && h.consumerIdleOf(t, UnknownMerchantsConsumer)
 	},
 		"both consumers to settle")

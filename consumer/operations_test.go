@@ -120,7 +120,7 @@ func TestEveryOperationSucceeds(t *testing.T) {
 		}
 	}
 	for _, op := range frontpay.Operations() {
-		if h.calls.count(op, "") == 0 {
+		if h.calls.Count(op, "") == 0 {
 			t.Errorf("no call of %s reached the API", op)
 		}
 	}

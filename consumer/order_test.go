@@ -8,6 +8,7 @@ import (
 
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 )
 
 // TestPerReservationOrder publishes a slow capture and then a complete for each of ten
@@ -34,7 +35,7 @@ func TestPerReservationOrder(t *testing.T) {
 			t.Errorf("%s: captures %+v, completes %+v", r.UUID, captured, completed)
 		}
 	}
-	if n := h.calls.peakOf(frontpay.ReservationCapture); n < 2 {
+	if n := h.calls.Peak(frontpay.ReservationCapture); n < 2 {
 		t.Errorf("at most %d capture at a time: commands of different reservations did not run concurrently", n)
 	}
 }
@@ -50,13 +51,13 @@ func TestHeldPastAckWait(t *testing.T) {
 	h.sb.SetFault(frontpay.ReservationHistory, sandbox.Fault{Latency: 2*ackWait + 500*time.Millisecond})
 	h.publish(t, frontpay.ReservationHistory, map[string]any{})
 	h.publish(t, frontpay.ReservationHistory, map[string]any{})
-	waitFor(t, func() bool { return h.calls.activeOf(frontpay.ReservationHistory) == 2 }, "both workers busy")
+	testworld.WaitFor(t, func() bool { return h.calls.Active(frontpay.ReservationHistory) == 2 }, "both workers busy")
 
 	var cmds []command
 	for _, r := range rs {
 		cmds = append(cmds, h.publish(t, frontpay.ReservationDetails, map[string]any{"reservationUuid": r.UUID}))
 	}
-	waitFor(t, func() bool {
+	testworld.WaitFor(t, func() bool {
 		c, err := h.js.Consumer(t.Context(), h.topo.CommandStream(), ConsumerName)
 		if err != nil {
 			return false
@@ -67,11 +68,11 @@ func TestHeldPastAckWait(t *testing.T) {
 	for _, c := range cmds {
 		success(t, h.resultOf(t, c))
 	}
-	waitFor(t, func() bool { return h.consumerIdle(t) }, "every command acked")
+	testworld.WaitFor(t, func() bool { return h.consumerIdle(t) }, "every command acked")
 	// A copy that arrives after its command was acked is answered from the record: never a
 	// second call.
 	for _, c := range cmds {
-		if n := h.calls.count(frontpay.ReservationDetails, mustParse(t, c).Resource); n != 2 { // the test's own read and the worker's
+		if n := h.calls.Count(frontpay.ReservationDetails, mustParse(t, c).Resource); n != 2 { // the test's own read and the worker's
 			t.Errorf("%s: %d details calls: a copy ran again", c, n)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
 
@@ -67,7 +68,7 @@ func TestOwnershipChurn(t *testing.T) {
 		for copy := range 3 {
 			cmds = append(cmds, h.send(t, c, fmt.Sprintf("%s-%d", c.ID, copy)))
 		}
-		waitFor(t, func() bool { return takeovers() > before }, "a take-over after an unpin")
+		testworld.WaitFor(t, func() bool { return takeovers() > before }, "a take-over after an unpin")
 	}
 	for _, c := range cmds {
 		success(t, h.resultOf(t, c))
@@ -102,7 +103,7 @@ func TestStoppingOwnerHandsOver(t *testing.T) {
 			h.publish(t, frontpay.ReservationCapture, captureData(r, 300, fmt.Sprintf("handover-%d", i))),
 			h.publish(t, frontpay.ReservationComplete, noteData(r.UUID, fmt.Sprintf("handover-%d", i))))
 	}
-	waitFor(t, func() bool { return h.calls.activeOf(frontpay.ReservationCapture) > 0 }, "captures at the API")
+	testworld.WaitFor(t, func() bool { return h.calls.Active(frontpay.ReservationCapture) > 0 }, "captures at the API")
 	h.start("standby", func(c *Config) { c.Observer = &second })
 	owner.stop(t)
 	for _, c := range cmds {
@@ -130,7 +131,7 @@ func TestNATSRestartMovesThePin(t *testing.T) {
 	if n := obs.takeovers.Load(); n != 1 {
 		t.Fatalf("%d take-overs at start, want 1", n)
 	}
-	h.restartServer(func() { waitFor(t, func() bool { return !h.nc.IsConnected() }, "the connection to drop") })
+	h.nats.Restart(t, func() { testworld.WaitFor(t, func() bool { return !h.nc.IsConnected() }, "the connection to drop") })
 	c := h.publish(t, frontpay.ReservationCapture, captureData(r, 300, "after the restart"))
 	success(t, h.resultOf(t, c))
 	if n := obs.takeovers.Load(); n < 2 {
@@ -147,14 +148,14 @@ func TestUnreadableCommandHoldsNothing(t *testing.T) {
 	r := h.paid(t)
 	bad := nats.NewMsg(schemas.CommandSubject("", frontpay.ReservationDetails))
 	bad.Data = []byte(`{"specversion":"1.0","id":"bad-1","source":"shop/` + "\xff\xfe" + `","type":"reservation.details.requested","data":{"reservationUuid":"` + r.UUID + `"}}`)
-	h.publishMsg(t, bad)
+	testworld.Publish(t, h.js, bad)
 	c := h.publish(t, frontpay.ReservationCapture, captureData(r, 300, "after the unreadable one"))
 	success(t, h.resultOf(t, c))
 	dl, err := h.js.Stream(t.Context(), h.topo.DeadLetterStream())
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool {
+	testworld.WaitFor(t, func() bool {
 		info, err := dl.Info(t.Context())
 		return err == nil && info.State.Msgs == 1
 	}, "the unreadable command in the dead letters")
@@ -176,7 +177,7 @@ func TestExpectedHeadersDoNotStall(t *testing.T) {
 		if i%2 == 1 {
 			m.Header.Set(jetstream.ExpectedLastSeqHeader, strconv.FormatUint(last, 10))
 		}
-		last = h.publishMsg(t, m)
+		last = testworld.Publish(t, h.js, m)
 	}
 	c := h.publish(t, frontpay.ReservationHistory, map[string]any{})
 	success(t, h.resultOf(t, c))
@@ -184,9 +185,9 @@ func TestExpectedHeadersDoNotStall(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool {
+	testworld.WaitFor(t, func() bool {
 		info, err := dl.Info(t.Context())
 		return err == nil && info.State.Msgs == 70
 	}, "the 70 dead letters")
-	waitFor(t, func() bool { return h.consumerIdle(t) }, "every message acked")
+	testworld.WaitFor(t, func() bool { return h.consumerIdle(t) }, "every message acked")
 }

@@ -76,7 +76,7 @@ func TestUnknownOutcomeReadBack(t *testing.T) {
 			h.start("reading-back", func(c *Config) { c.NoMarker = tt.noMarker })
 			r := h.paid(t)
 			data := tt.data(t, h, r)
-			reads0 := h.calls.count(frontpay.ReservationDetails, r.UUID)
+			reads0 := h.calls.Count(frontpay.ReservationDetails, r.UUID)
 			h.sb.SetFault(tt.op, tt.fault)
 
 			c := h.publish(t, tt.op, data)
@@ -87,7 +87,7 @@ func TestUnknownOutcomeReadBack(t *testing.T) {
 				t.Fatalf("%d effects of %s, want 1: %+v", len(effects), tt.op, effects)
 			}
 			e := effects[0]
-			if n := h.calls.count(tt.op, r.UUID); n != tt.sent || e.Dropped != (tt.sent == 1) {
+			if n := h.calls.Count(tt.op, r.UUID); n != tt.sent || e.Dropped != (tt.sent == 1) {
 				t.Errorf("%s sent %d times (want %d), effect dropped %v", tt.op, n, tt.sent, e.Dropped)
 			}
 			// With the marker, and for cancel and complete (read back by status): only the
@@ -102,7 +102,7 @@ func TestUnknownOutcomeReadBack(t *testing.T) {
 			if !withMarker && tt.op != frontpay.ReservationCancel && tt.op != frontpay.ReservationComplete {
 				reads = 2
 			}
-			if n := h.calls.count(frontpay.ReservationDetails, r.UUID) - reads0; n != reads {
+			if n := h.calls.Count(frontpay.ReservationDetails, r.UUID) - reads0; n != reads {
 				t.Errorf("%d details reads, want %d (marker sent: %v)", n, reads, withMarker)
 			}
 			wantMarker := !tt.noMarker && (tt.op == frontpay.ReservationCapture || tt.op == frontpay.ReservationCharge) &&

@@ -7,11 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
+	"github.com/nordpay/frontpay-worker/client"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
 
@@ -48,31 +47,6 @@ func (h *harness) replayOne(t *testing.T, key string) received {
 	return h.await(t, byCause(id), "the result of the replay of "+key)
 }
 
-// forgeFailure publishes, on the result subject of op, a failure event that no worker recorded:
-// an upstream_unavailable failure that carries a valid command of key.
-func (h *harness) forgeFailure(t *testing.T, op frontpay.Operation, key string, data any) schemas.Event {
-	t.Helper()
-	c := newCommand(t, op, data, withKey(key))
-	ev, err := schemas.NewFailure("mallory", schemas.OriginOf(op, c.Raw), schemas.Failure{
-		Reason: schemas.UpstreamUnavailable, Retryable: true, Message: "retryBudgetExhausted",
-		Errors: json.RawMessage("null"), Attempts: maxAttempts, Command: c.Raw,
-	}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := json.Marshal(ev)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := nats.NewMsg(schemas.ResultSubject(h.topo.Prefix, op, false))
-	m.Data = raw
-	m.Header.Set(jetstream.MsgIDHeader, ev.ID)
-	if _, err := h.js.PublishMsg(t.Context(), m); err != nil {
-		t.Fatal(err)
-	}
-	return ev
-}
-
 // TestReplaySelection fails commands of every kind a replay must tell apart, forges a failure
 // event, and checks what SelectReplays selects, with each filter; then replays the selection and
 // checks that the worker lets every replay through, and that nothing is selected again.
@@ -90,11 +64,11 @@ func TestReplaySelection(t *testing.T) {
 
 	// While the API fails every details call: upstream_unavailable, recorded.
 	h.sb.SetFault(frontpay.ReservationDetails, sandbox.Fault{ErrorShare: 1})
-	h.publish(t, frontpay.ReservationDetails, details, withKey("a"))
+	h.publish(t, frontpay.ReservationDetails, details, client.Key("a"))
 	failed("a", schemas.UpstreamUnavailable)
 	afterA := time.Now()
 	for _, key := range []string{"b", "c", "twice", "ok", "busy"} {
-		h.publish(t, frontpay.ReservationDetails, details, withKey(key))
+		h.publish(t, frontpay.ReservationDetails, details, client.Key(key))
 		failed(key, schemas.UpstreamUnavailable)
 	}
 	c := failed("c", schemas.UpstreamUnavailable)
@@ -108,11 +82,11 @@ func TestReplaySelection(t *testing.T) {
 
 	// A submit whose answer is lost: outcome_unknown, recorded.
 	h.sb.SetFault(frontpay.ReservationSubmit, sandbox.Fault{DropShare: 1})
-	h.publish(t, frontpay.ReservationSubmit, submitData("replay-unknown"), withKey("s"))
+	h.publish(t, frontpay.ReservationSubmit, submitData("replay-unknown"), client.Key("s"))
 	failed("s", schemas.OutcomeUnknown)
 	h.sb.SetFault(frontpay.ReservationSubmit, sandbox.Fault{})
 	// An invalid command: its failure is never recorded.
-	h.publish(t, frontpay.ReservationDetails, map[string]any{"reservationUuid": r.UUID, "bogus": 1}, withKey("invalid"))
+	h.publish(t, frontpay.ReservationDetails, map[string]any{"reservationUuid": r.UUID, "bogus": 1}, client.Key("invalid"))
 	failed("invalid", schemas.InvalidCommand)
 	// Another worker has started a new generation of busy (a replay under way): the failure on
 	// the stream is no longer the record's.
@@ -126,12 +100,12 @@ func TestReplaySelection(t *testing.T) {
 	}
 	// A failure event that no worker recorded, carrying a capture: replayed, it would be a new
 	// key to the worker, and a capture at Front Payment.
-	h.forgeFailure(t, frontpay.ReservationCapture, "forged", captureData(r, 100, "forged capture"))
+	testworld.ForgeFailure(t, h.js, h.topo.Prefix, frontpay.ReservationCapture, "forged", captureData(r, 100, "forged capture"))
 	h.await(t, byKey("forged"), "the forged failure on the result stream")
 
 	// Six keys failed, one of them twice, and ok succeeded after its failure; two more failures
 	// and the forged one: eleven result events.
-	waitFor(t, func() bool { return len(h.results.all()) == 11 }, "eleven result events")
+	testworld.WaitFor(t, func() bool { return len(h.results.all()) == 11 }, "eleven result events")
 	sel := h.selectReplays(t, ReplayFilter{})
 	if got, want := replayKeys(sel), []string{"a", "b", "c", "twice"}; !slices.Equal(got, want) {
 		t.Errorf("selected %v, want %v", got, want)
@@ -228,10 +202,10 @@ func TestReplaySelection(t *testing.T) {
 	if e := h.marked("forged capture"); len(e) != 0 {
 		t.Errorf("the forged failure's capture reached Front Payment: %+v", e)
 	}
-	if n := h.calls.count(frontpay.ReservationCapture, r.UUID); n != 0 {
+	if n := h.calls.Count(frontpay.ReservationCapture, r.UUID); n != 0 {
 		t.Errorf("%d captures sent", n)
 	}
-	waitFor(t, func() bool { return len(h.results.all()) == 15 }, "the four replays' results")
+	testworld.WaitFor(t, func() bool { return len(h.results.all()) == 15 }, "the four replays' results")
 	again := h.selectReplays(t, ReplayFilter{})
 	if want := (ReplaySkipped{Succeeded: 5, Unknown: 1, NotRecorded: 3}); len(again.Selected) != 0 || again.Skipped != want {
 		t.Errorf("after the replays: selected %v, skipped %+v; want none, %+v", replayKeys(again), again.Skipped, want)
@@ -241,7 +215,7 @@ func TestReplaySelection(t *testing.T) {
 // TestReplayCommand checks the replay of a failure: the command it carries, with the same key,
 // replayof naming the failure, a new time, and an id that is the same for every replay of it.
 func TestReplayCommand(t *testing.T) {
-	c := newCommand(t, frontpay.ReservationRefund, map[string]any{"reservationUuid": "RES1"}, withKey("refund-9"))
+	c := newCommand(t, frontpay.ReservationRefund, map[string]any{"reservationUuid": "RES1"}, client.Key("refund-9"))
 	e := FailureEvent{
 		Op:    frontpay.ReservationRefund,
 		Event: schemas.Event{ID: "failure-1", IdempotencyKey: "refund-9"},

@@ -1,12 +1,10 @@
 package consumer
 
 import (
-	"bytes"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -16,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/nordpay/frontpay-worker/frontpay"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
 
@@ -28,12 +27,12 @@ func TestTracing(t *testing.T) {
 	h := setup(t, withoutWorker())
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	api, err := frontpay.New(h.apiURL, testToken, frontpay.WithTimeout(apiTimeout),
+	api, err := frontpay.New(h.sb.URL, testToken, frontpay.WithTimeout(apiTimeout),
 		frontpay.WithHTTPClient(&http.Client{Transport: otelhttp.NewTransport(frontpay.DefaultTransport(), otelhttp.WithTracerProvider(tp))}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testworld.SyncBuffer
 	w := h.newWorker("traced", func(c *Config) {
 		c.Tracer = tp
 		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
@@ -59,12 +58,12 @@ func TestTracing(t *testing.T) {
 		if viaHeader {
 			m.Header.Set("traceparent", parent)
 		}
-		h.publishMsg(t, m)
+		testworld.Publish(t, h.js, m)
 		res := h.resultOf(t, c)
 		success(t, res)
 
 		var root sdktrace.ReadOnlySpan
-		waitFor(t, func() bool {
+		testworld.WaitFor(t, func() bool {
 			for _, s := range rec.Ended() {
 				if s.Name() == "frontpay.command reservation.capture" && s.Parent().SpanID().String() == parent[36:52] {
 					root = s
@@ -106,22 +105,4 @@ func TestNoTracer(t *testing.T) {
 	if got := h.resultOf(t, c).Event.Traceparent; got != parent {
 		t.Errorf("the result carries %q, want the command's %q", got, parent)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -20,7 +20,7 @@ import (
 	"github.com/nordpay/frontpay-worker/client"
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
-	"github.com/nordpay/frontpay-worker/internal/embedded"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/publisher"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
@@ -82,20 +82,7 @@ func startAccountsServer(t *testing.T) *accountsServer {
 	}
 	opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
 	opts.StoreDir = t.TempDir()
-	opts.NoLog, opts.NoSigs = true, true
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.Start()
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
-	if !ns.ReadyForConnections(30 * time.Second) {
-		t.Fatal("nats-server not ready within 30s")
-	}
-	s.url = ns.ClientURL()
+	s.url = testworld.Server(t, opts).ClientURL()
 	return s
 }
 
@@ -367,8 +354,7 @@ func captureCommand(t *testing.T) *client.Command {
 // status events, dead letters and answers for unknown merchants, forwards callbacks to another
 // replica and re-publishes commands; and the server refuses none of it.
 func TestNATSAccountsWorkAsDeployed(t *testing.T) {
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
+	ctx := testworld.Context(t)
 	m := setupMerchants(ctx, t)
 	shop1 := m.srv.shop(t, "shop1")
 	s1 := m.subjects(t, "shop1")
@@ -515,8 +501,7 @@ func TestNATSAccountsWorkAsDeployed(t *testing.T) {
 // results, commands, dead letters or inbox, use the JetStream API beyond its results consumer,
 // or pull the worker's consumers; and nothing it tried is stored.
 func TestNATSAccountsIsolateShops(t *testing.T) {
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
+	ctx := testworld.Context(t)
 	m := setupMerchants(ctx, t)
 	shop1 := m.srv.shop(t, "shop1")
 	p, s1, s2 := m.prefix, m.subjects(t, "shop1"), m.subjects(t, "shop2")
@@ -610,22 +595,9 @@ func TestNATSAccountsIsolateShops(t *testing.T) {
 // with a wildcard, and nats-server refuses them, which is why nats/accounts and merchantsOverlay
 // use one. Should a server accept them one day, this test says the prefix is no longer needed.
 func TestNATSMerchantsNeedAPrefix(t *testing.T) {
-	srv, err := embedded.Start(embedded.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := testworld.JetStream(t).JS
 	commands := consumer.Topology{Prefix: "*."}.Streams()[0]
-	_, err = js.CreateStream(t.Context(), commands)
+	_, err := js.CreateStream(t.Context(), commands)
 	if err == nil || !strings.Contains(err.Error(), "overlap with jetstream api") {
 		t.Errorf("a stream of %v: %v, want refused as overlapping the JetStream API", commands.Subjects[:2], err)
 	}

@@ -15,12 +15,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/nordpay/frontpay-worker/internal/embedded"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 )
-
-// patience bounds every wait; the machine may be busy.
-const patience = 30 * time.Second
 
 // The test world: an embedded JetStream server over TCP with a command stream (cmd.>), a
 // dead-letter stream (dead.>, which refuses messages over 4 KiB) and an event stream (events.>,
@@ -38,53 +34,41 @@ type world struct {
 
 func setup(t *testing.T) *world {
 	t.Helper()
-	srv, err := embedded.Start(embedded.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.ClientURL(), nats.Name(t.Name()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	w := &world{t: t}
-	if w.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
+	w := &world{t: t, js: testworld.JetStream(t).JS}
 	for _, c := range []jetstream.StreamConfig{
 		{Name: cmdStream, Subjects: []string{"cmd.>"}},
 		{Name: deadStream, Subjects: []string{"dead.>"}, MaxMsgSize: 4 << 10},
 		{Name: eventStream, Subjects: []string{"events.>"}, MaxMsgSize: 1 << 10},
 	} {
 		c.Duplicates = time.Minute
-		if _, err := w.js.CreateStream(w.ctx(), c); err != nil {
+		if _, err := w.js.CreateStream(testworld.Context(w.t), c); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return w
 }
 
-func (w *world) ctx() context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
-	w.t.Cleanup(cancel)
-	return ctx
+// stream returns a stream and its state now.
+func (w *world) stream(name string) (jetstream.Stream, *jetstream.StreamInfo) {
+	w.t.Helper()
+	s, err := w.js.Stream(testworld.Context(w.t), name)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	info, err := s.Info(testworld.Context(w.t))
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return s, info
 }
 
 // stored returns every message of a stream, in order.
 func (w *world) stored(name string) []*jetstream.RawStreamMsg {
 	w.t.Helper()
-	s, err := w.js.Stream(w.ctx(), name)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	info, err := s.Info(w.ctx())
-	if err != nil {
-		w.t.Fatal(err)
-	}
+	s, info := w.stream(name)
 	var out []*jetstream.RawStreamMsg
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(w.ctx(), seq)
+		m, err := s.GetMsg(testworld.Context(w.t), seq)
 		if err != nil {
 			w.t.Fatalf("%s message %d: %v", name, seq, err)
 		}
@@ -102,17 +86,17 @@ func (w *world) original(subject string, data []byte, hdr nats.Header) jetstream
 	for k, vs := range hdr {
 		m.Header[k] = vs
 	}
-	ack, err := w.js.PublishMsg(w.ctx(), m)
+	ack, err := w.js.PublishMsg(testworld.Context(w.t), m)
 	if err != nil {
 		w.t.Fatalf("publish the original: %v", err)
 	}
-	c, err := w.js.OrderedConsumer(w.ctx(), cmdStream, jetstream.OrderedConsumerConfig{
+	c, err := w.js.OrderedConsumer(testworld.Context(w.t), cmdStream, jetstream.OrderedConsumerConfig{
 		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: ack.Sequence,
 	})
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	got, err := c.Next(jetstream.FetchMaxWait(patience))
+	got, err := c.Next(jetstream.FetchMaxWait(testworld.Patience))
 	if err != nil {
 		w.t.Fatalf("receive the original: %v", err)
 	}
@@ -122,14 +106,7 @@ func (w *world) original(subject string, data []byte, hdr nats.Header) jetstream
 // lastSeq is the last sequence of a stream.
 func (w *world) lastSeq(name string) uint64 {
 	w.t.Helper()
-	s, err := w.js.Stream(w.ctx(), name)
-	if err != nil {
-		w.t.Fatal(err)
-	}
-	info, err := s.Info(w.ctx())
-	if err != nil {
-		w.t.Fatal(err)
-	}
+	_, info := w.stream(name)
 	return info.State.LastSeq
 }
 
@@ -149,11 +126,11 @@ func (s signal) Write(p []byte) (int, error) {
 func TestPublishSetsMsgID(t *testing.T) {
 	w := setup(t)
 	p := New(w.js, nil, time.Second)
-	if err := p.Publish(w.ctx(), "events.a", "id-1", []byte(`{"n":1}`)); err != nil {
+	if err := p.Publish(testworld.Context(w.t), "events.a", "id-1", []byte(`{"n":1}`)); err != nil {
 		t.Fatal(err)
 	}
 	// A duplicate (a result published again after a crash) is stored already: nil, nothing new.
-	if err := p.Publish(w.ctx(), "events.a", "id-1", []byte(`{"n":2}`)); err != nil {
+	if err := p.Publish(testworld.Context(w.t), "events.a", "id-1", []byte(`{"n":2}`)); err != nil {
 		t.Fatalf("duplicate: %v", err)
 	}
 	got := w.stored(eventStream)
@@ -190,7 +167,7 @@ func TestPublishRefused(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			ctx := w.ctx()
+			ctx := testworld.Context(w.t)
 			err := c.publish(ctx)
 			if !errors.Is(err, ErrRefused) {
 				t.Fatalf("error %v, want ErrRefused", err)
@@ -219,7 +196,7 @@ func TestPublishRetriesTransientFailures(t *testing.T) {
 	retried := make(signal, 1)
 	p := New(w.js, slog.New(slog.NewTextHandler(retried, &slog.HandlerOptions{Level: slog.LevelWarn})), time.Second)
 
-	ctx, cancel := context.WithTimeout(w.ctx(), time.Second)
+	ctx, cancel := context.WithTimeout(testworld.Context(w.t), time.Second)
 	defer cancel()
 	err := p.Publish(ctx, "later.a", "later-0", []byte("{}"))
 	if err == nil || errors.Is(err, ErrRefused) || ctx.Err() == nil {
@@ -227,15 +204,15 @@ func TestPublishRetriesTransientFailures(t *testing.T) {
 	}
 
 	done := make(chan error, 1)
-	go func() { done <- p.Publish(w.ctx(), "later.a", "later-1", []byte("{}")) }()
+	go func() { done <- p.Publish(testworld.Context(w.t), "later.a", "later-1", []byte("{}")) }()
 	select {
 	case <-retried:
 	case err := <-done:
 		t.Fatalf("Publish returned %v with no stream", err)
-	case <-time.After(patience):
+	case <-time.After(testworld.Patience):
 		t.Fatal("Publish did not retry")
 	}
-	if _, err := w.js.CreateStream(w.ctx(), jetstream.StreamConfig{Name: "LATER", Subjects: []string{"later.>"}}); err != nil {
+	if _, err := w.js.CreateStream(testworld.Context(w.t), jetstream.StreamConfig{Name: "LATER", Subjects: []string{"later.>"}}); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -243,7 +220,7 @@ func TestPublishRetriesTransientFailures(t *testing.T) {
 		if err != nil {
 			t.Fatalf("once the stream exists: %v", err)
 		}
-	case <-time.After(patience):
+	case <-time.After(testworld.Patience):
 		t.Fatal("Publish did not return once the stream existed")
 	}
 	if got := w.stored("LATER"); len(got) != 1 || got[0].Header.Get(jetstream.MsgIDHeader) != "later-1" {
@@ -284,7 +261,7 @@ func TestDeadLetterHeaders(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ctx := w.ctx()
+			ctx := testworld.Context(w.t)
 			if err := p.DeadLetter(ctx, "dead."+subject, orig, "not a JSON object"); err != nil {
 				t.Fatalf("dead letter: %v", err)
 			}
@@ -348,13 +325,13 @@ func TestDeadLetterIDCannotBeTaken(t *testing.T) {
 	m := nats.NewMsg("dead.cmd.a")
 	m.Data = []byte("forged dead letter")
 	m.Header.Set(jetstream.MsgIDHeader, idOf(next+2))
-	if _, err := w.js.PublishMsg(w.ctx(), m); err != nil {
+	if _, err := w.js.PublishMsg(testworld.Context(w.t), m); err != nil {
 		t.Fatal(err)
 	}
 	victim2 := w.original("cmd.a", []byte("victim 2"), nil)
 
 	for _, orig := range []jetstream.Msg{thief, victim, victim2, victim} { // victim twice: a crash
-		if err := p.DeadLetter(w.ctx(), "dead.cmd.a", orig, "not a JSON object"); err != nil {
+		if err := p.DeadLetter(testworld.Context(w.t), "dead.cmd.a", orig, "not a JSON object"); err != nil {
 			t.Fatalf("dead letter of %q: %v", orig.Data(), err)
 		}
 	}

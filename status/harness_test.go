@@ -5,25 +5,20 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
-	"github.com/nordpay/frontpay-worker/internal/embedded"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/publisher"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
@@ -35,8 +30,6 @@ import (
 const (
 	testToken  = "test-token"
 	testSource = "frontpay-worker-test"
-	// patience bounds every wait; the machine may be busy.
-	patience = 30 * time.Second
 )
 
 var _ Publisher = (*publisher.Publisher)(nil)
@@ -48,13 +41,12 @@ type world struct {
 	js     jetstream.JetStream
 	topo   consumer.Topology
 	pub    *publisher.Publisher
-	sb     *sandbox.Sandbox
+	sb     *testworld.API
 	api    *frontpay.Client // the test's and the services' client
-	apiURL string           // the sandbox's base URL
-	// apiPaths are the paths of every request that reached the sandbox.
-	apiPaths *strList
-	cbURL    string      // the callback endpoint's full URL
-	logs     *syncBuffer // what the services logged
+	// apiPaths counts every request that reached the sandbox.
+	apiPaths *testworld.Calls
+	cbURL    string                // the callback endpoint's full URL
+	logs     *testworld.SyncBuffer // what the services logged
 	events   *collector
 	// sentQueries are the raw queries of every request that reached the callback server.
 	sentQueries *strList
@@ -64,29 +56,13 @@ type world struct {
 // setup builds a world; a non-empty secret is given to the sandbox and to every service.
 func setup(t *testing.T, secret string) *world {
 	t.Helper()
-	w := &world{t: t, secret: secret, logs: &syncBuffer{}, events: &collector{}, sentQueries: &strList{}, apiPaths: &strList{}}
-	srv, err := embedded.Start(embedded.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.ClientURL(), nats.Name(t.Name()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	if w.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
-	defer cancel()
-	if w.kv, err = w.topo.Ensure(ctx, w.js); err != nil {
-		t.Fatalf("ensure topology: %v", err)
-	}
+	w := &world{t: t, secret: secret, logs: &testworld.SyncBuffer{}, events: &collector{}, sentQueries: &strList{}, apiPaths: &testworld.Calls{}}
+	n := testworld.JetStream(t, testworld.WithTopology(w.topo))
+	w.js, w.kv = n.JS, n.KV
 	w.pub = publisher.New(w.js, w.logger(), 0)
 
 	// The callback server: records what arrives, then hands it to the current service.
-	cb := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+	cb := testworld.Serve(t, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		w.sentQueries.add(r.URL.RawQuery)
 		h := w.handler.Load()
 		if h == nil {
@@ -95,20 +71,11 @@ func setup(t *testing.T, secret string) *world {
 		}
 		(*h).ServeHTTP(rw, r)
 	}))
-	t.Cleanup(cb.Close)
-	w.cbURL = cb.URL + CallbackPath
+	w.cbURL = cb + CallbackPath
 
-	w.sb = sandbox.New(sandbox.Options{Token: testToken, RateLimit: -1, Seed: 7, CallbackSecret: secret})
-	api := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		w.apiPaths.add(r.URL.Path)
-		w.sb.ServeHTTP(rw, r)
-	}))
-	t.Cleanup(api.Close)
-	t.Cleanup(w.sb.Close) // runs first: no callback in flight when the servers close
-	w.apiURL = api.URL
-	if w.api, err = frontpay.New(api.URL, testToken, frontpay.WithTimeout(10*time.Second)); err != nil {
-		t.Fatal(err)
-	}
+	// Registered after the callback server: the sandbox's callbacks in flight end before it closes.
+	w.sb = testworld.Sandbox(t, sandbox.Options{Token: testToken, RateLimit: -1, Seed: 7, CallbackSecret: secret}, w.apiPaths.Wrap)
+	w.api = w.sb.Client(t, testToken, frontpay.WithTimeout(10*time.Second))
 
 	c, err := w.js.OrderedConsumer(context.Background(), w.topo.ResultStream(), jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{schemas.StatusSubject("", "reservation"), schemas.StatusSubject("", "order")},
@@ -137,7 +104,7 @@ func (w *world) service(api API, mods ...func(*Config)) (*Service, *counter) {
 	}
 	obs := &counter{}
 	cfg := Config{Source: testSource, Secret: w.secret, Logger: w.logger(), Observer: obs,
-		ReadBackDelay: 10 * time.Millisecond, VerifyTimeout: patience}
+		ReadBackDelay: 10 * time.Millisecond, VerifyTimeout: testworld.Patience}
 	for _, m := range mods {
 		m(&cfg)
 	}
@@ -175,17 +142,11 @@ func (w *world) submit(callback bool) string {
 	if callback {
 		q.Callback = &frontpay.Callback{CallbackURL: w.cbURL}
 	}
-	res, err := w.api.SubmitReservation(w.ctx(), q)
+	res, err := w.api.SubmitReservation(testworld.Context(w.t), q)
 	if err != nil {
 		w.t.Fatalf("submit: %v", err)
 	}
 	return res.Data.ReservationUUID
-}
-
-func (w *world) ctx() context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), patience)
-	w.t.Cleanup(cancel)
-	return ctx
 }
 
 // pay has the customer pay a reservation.
@@ -199,12 +160,12 @@ func (w *world) pay(uuid string) {
 // capture captures cents of the first product of a reservation.
 func (w *world) capture(uuid string, cents int64) {
 	w.t.Helper()
-	d, err := w.api.Details(w.ctx(), uuid)
+	d, err := w.api.Details(testworld.Context(w.t), uuid)
 	if err != nil {
 		w.t.Fatal(err)
 	}
 	amount := frontpay.FromCents(cents)
-	_, err = w.api.Capture(w.ctx(), uuid, &frontpay.CaptureRequest{
+	_, err = w.api.Capture(testworld.Context(w.t), uuid, &frontpay.CaptureRequest{
 		Products:   frontpay.Lines[frontpay.CaptureLine]{{ID: d.Data.ProductList[0].ID, Amount: amount}},
 		GrandTotal: amount,
 	})
@@ -217,7 +178,7 @@ func (w *world) capture(uuid string, cents int64) {
 func (w *world) charge(uuid string, cents int64) {
 	w.t.Helper()
 	amount := frontpay.FromCents(cents)
-	_, err := w.api.Charge(w.ctx(), uuid, &frontpay.ChargeRequest{
+	_, err := w.api.Charge(testworld.Context(w.t), uuid, &frontpay.ChargeRequest{
 		Products: frontpay.Lines[frontpay.ReservationProduct]{
 			{Name: "Delivery", Rate: amount, Tax: frontpay.Str("25"), Amount: amount},
 		},
@@ -231,11 +192,11 @@ func (w *world) charge(uuid string, cents int64) {
 // stored is the number of messages the result stream holds: every status event published.
 func (w *world) stored() int {
 	w.t.Helper()
-	st, err := w.js.Stream(w.ctx(), w.topo.ResultStream())
+	st, err := w.js.Stream(testworld.Context(w.t), w.topo.ResultStream())
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	info, err := st.Info(w.ctx())
+	info, err := st.Info(testworld.Context(w.t))
 	if err != nil {
 		w.t.Fatal(err)
 	}
@@ -246,7 +207,7 @@ func (w *world) stored() int {
 func (w *world) all() []received {
 	w.t.Helper()
 	n := w.stored()
-	waitFor(w.t, fmt.Sprintf("%d stored events collected", n), func() bool { return w.events.len() >= n })
+	testworld.WaitFor(w.t, func() bool { return w.events.len() >= n }, fmt.Sprintf("%d stored events collected", n))
 	return w.events.all()
 }
 
@@ -280,9 +241,9 @@ func (w *world) do(method, rawQuery string, body []byte) (int, string) {
 	var req *http.Request
 	var err error
 	if rd != nil {
-		req, err = http.NewRequestWithContext(w.ctx(), method, u, rd)
+		req, err = http.NewRequestWithContext(testworld.Context(w.t), method, u, rd)
 	} else {
-		req, err = http.NewRequestWithContext(w.ctx(), method, u, nil)
+		req, err = http.NewRequestWithContext(testworld.Context(w.t), method, u, nil)
 	}
 	if err != nil {
 		w.t.Fatal(err)
@@ -295,20 +256,6 @@ func (w *world) do(method, rawQuery string, body []byte) (int, string) {
 	var b bytes.Buffer
 	_, _ = b.ReadFrom(resp.Body)
 	return resp.StatusCode, b.String()
-}
-
-// waitFor polls cond until it holds, failing the test after patience.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(patience)
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
 }
 
 // received is one stored status event.
@@ -394,24 +341,7 @@ func (c *counter) settled(source string) int {
 // waitSettled waits until n changes from source have ended.
 func (c *counter) waitSettled(t *testing.T, source string, n int) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%d %s changes settled", n, source), func() bool { return c.settled(source) >= n })
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	testworld.WaitFor(t, func() bool { return c.settled(source) >= n }, fmt.Sprintf("%d %s changes settled", n, source))
 }
 
 type strList struct {
@@ -425,61 +355,17 @@ func (l *strList) add(s string) {
 	l.mu.Unlock()
 }
 
-// count is the number of strings that contain sub.
-func (l *strList) count(sub string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, s := range l.s {
-		if strings.Contains(s, sub) {
-			n++
-		}
-	}
-	return n
-}
-
 func (l *strList) all() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return append([]string(nil), l.s...)
 }
 
-// statusSchema is status.schema.json compiled with the documents it refers to.
-var statusSchema = sync.OnceValues(func() (*jsonschema.Schema, error) {
-	c := jsonschema.NewCompiler()
-	err := fs.WalkDir(schemas.FS, ".", func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := schemas.FS.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
-		if err != nil {
-			return err
-		}
-		return c.AddResource(schemas.BaseURI+path, doc)
-	})
-	if err != nil {
-		return nil, err
-	}
-	return c.Compile(schemas.BaseURI + schemas.StatusSchema)
-})
-
 // checkEvent holds a stored event to the contract: status.schema.json, its type on its subject,
 // Nats-Msg-Id its id, the id the canonical change's, subject the uuid.
 func checkEvent(t *testing.T, r received) {
 	t.Helper()
-	sch, err := statusSchema()
-	if err != nil {
-		t.Fatalf("compile status schema: %v", err)
-	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(r.Raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sch.Validate(doc); err != nil {
+	if err := testworld.SchemaError(schemas.StatusSchema, r.Raw); err != nil {
 		t.Errorf("event does not follow status.schema.json: %v\n%s", err, r.Raw)
 	}
 	c := r.Change

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nordpay/frontpay-worker/frontpay"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 )
 
 // TestForgedCallbacksKeepToTheirShare: a flood of forged callbacks (no secret) reads the API
@@ -23,10 +24,7 @@ func TestForgedCallbacksKeepToTheirShare(t *testing.T) {
 	w := setup(t, "")
 	const apiRate, percent = 6000, 10 // a minute: 100 a second, of which callbacks get 10
 	// The client's rate limit, which every call waits for, the commands' and the callbacks' alike.
-	api, err := frontpay.New(w.apiURL, testToken, frontpay.WithTimeout(10*time.Second), frontpay.WithRateLimit(apiRate))
-	if err != nil {
-		t.Fatal(err)
-	}
+	api := w.sb.Client(t, testToken, frontpay.WithTimeout(10*time.Second), frontpay.WithRateLimit(apiRate))
 	_, obs := w.service(api, func(c *Config) { c.APIRate, c.CallbackShare = apiRate, percent })
 	uuid := w.submit(false)
 	w.pay(uuid)
@@ -54,17 +52,17 @@ func TestForgedCallbacksKeepToTheirShare(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, "the first forged read", func() bool { return w.apiPaths.count("RESFORGED") > 0 })
+	testworld.WaitFor(t, func() bool { return w.apiPaths.Count("", "RESFORGED") > 0 }, "the first forged read")
 
 	// The commands: details calls through the same limiter, while the flood goes on.
 	const calls = 100
-	start, before := time.Now(), w.apiPaths.count("RESFORGED")
+	start, before := time.Now(), w.apiPaths.Count("", "RESFORGED")
 	for range calls {
-		if _, err := api.Details(w.ctx(), uuid); err != nil {
+		if _, err := api.Details(testworld.Context(w.t), uuid); err != nil {
 			t.Fatal(err)
 		}
 	}
-	elapsed, during := time.Since(start), w.apiPaths.count("RESFORGED")-before
+	elapsed, during := time.Since(start), w.apiPaths.Count("", "RESFORGED")-before
 	close(stop)
 	// The share's limiter lets through at most its burst (1) and its rate times the time. Reads
 	// it let through shortly before the commands began may reach the sandbox after: allow its
@@ -99,7 +97,7 @@ func TestCallbacksShareOneRead(t *testing.T) {
 	uuid := w.submit(false)
 	w.pay(uuid)
 	w.capture(uuid, 10000)
-	reads := w.apiPaths.count("/details/" + uuid) // the capture's own
+	reads := w.apiPaths.Count("", "/details/"+uuid) // the capture's own
 
 	// Front Payment's two callbacks, each sent twice.
 	ts := unix(time.Now())
@@ -115,10 +113,10 @@ func TestCallbacksShareOneRead(t *testing.T) {
 		}
 	}
 	// Every verification waits on the one read, held at the API until released.
-	waitFor(t, "the callbacks to wait on one read", func() bool { return sharing(svc, uuid) == len(queries) })
+	testworld.WaitFor(t, func() bool { return sharing(svc, uuid) == len(queries) }, "the callbacks to wait on one read")
 	close(api.release)
 	obs.waitSettled(t, SourceCallback, len(queries))
-	if n := w.apiPaths.count("/details/"+uuid) - reads; n != 1 {
+	if n := w.apiPaths.Count("", "/details/"+uuid) - reads; n != 1 {
 		t.Errorf("%d reads of the reservation for %d callbacks, want 1", n, len(queries))
 	}
 	got := changesOf(w.of(uuid))
@@ -150,7 +148,7 @@ func TestCallbackQueueBounded(t *testing.T) {
 	ts := unix(time.Now())
 	get := func(uuid string) (int, http.Header) {
 		t.Helper()
-		req, err := http.NewRequestWithContext(w.ctx(), http.MethodGet,
+		req, err := http.NewRequestWithContext(testworld.Context(w.t), http.MethodGet,
 			w.cbURL+"?"+callbackQuery(testSecret, uuid, "reserved", "150.00", ts, "visa").Encode(), nil)
 		if err != nil {
 			t.Fatal(err)
@@ -165,11 +163,11 @@ func TestCallbackQueueBounded(t *testing.T) {
 	if code, _ := get(a); code != http.StatusAccepted { // takes the share's one token, held at the API
 		t.Fatalf("a: %d", code)
 	}
-	waitFor(t, "a's read at the API", func() bool { return sharing(svc, a) == 1 && svc.queued.Load() == 0 })
+	testworld.WaitFor(t, func() bool { return sharing(svc, a) == 1 && svc.queued.Load() == 0 }, "a's read at the API")
 	if code, _ := get(b); code != http.StatusAccepted { // waits for the share
 		t.Fatalf("b: %d", code)
 	}
-	waitFor(t, "b's read to wait for the share", func() bool { return svc.queued.Load() == 1 })
+	testworld.WaitFor(t, func() bool { return svc.queued.Load() == 1 }, "b's read to wait for the share")
 	code, hdr := get(c)
 	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" {
 		t.Errorf("c, with the queue full: %d (Retry-After %q), want 503 with Retry-After", code, hdr.Get("Retry-After"))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 )
 
 const testSecret = "callback-secret-for-tests"
@@ -100,7 +101,7 @@ func TestLifecycle(t *testing.T) {
 	}
 
 	// The history poll sees the same three changes: nothing new.
-	if err := svc.Poll(w.ctx()); err != nil {
+	if err := svc.Poll(testworld.Context(w.t)); err != nil {
 		t.Fatal(err)
 	}
 	if n := obs.count(SourceHistory, Duplicate); n != 3 {
@@ -114,7 +115,7 @@ func TestLifecycle(t *testing.T) {
 	quiet := w.submit(false)
 	w.pay(quiet)
 	w.capture(quiet, 10000)
-	if err := svc.Poll(w.ctx()); err != nil {
+	if err := svc.Poll(testworld.Context(w.t)); err != nil {
 		t.Fatal(err)
 	}
 	got = w.of(quiet)
@@ -133,7 +134,7 @@ func TestLifecycle(t *testing.T) {
 	}
 
 	// The checkpoint is stored ...
-	e, err := w.kv.Get(w.ctx(), CheckpointKey)
+	e, err := w.kv.Get(testworld.Context(w.t), CheckpointKey)
 	if err != nil {
 		t.Fatalf("checkpoint: %v", err)
 	}
@@ -147,7 +148,7 @@ func TestLifecycle(t *testing.T) {
 	svc.Close()
 	spy := &historySpy{API: w.api}
 	svc2, obs2 := w.service(spy)
-	if err := svc2.Poll(w.ctx()); err != nil {
+	if err := svc2.Poll(testworld.Context(w.t)); err != nil {
 		t.Fatal(err)
 	}
 	if len(spy.starts) != 1 || !spy.starts[0].Equal(time.Unix(sec, 0).Add(-Overlap)) {
@@ -162,7 +163,7 @@ func TestLifecycle(t *testing.T) {
 
 	// A change after the restart is published by the next poll.
 	w.charge(quiet, 2000)
-	if err := svc2.Poll(w.ctx()); err != nil {
+	if err := svc2.Poll(testworld.Context(w.t)); err != nil {
 		t.Fatal(err)
 	}
 	got = w.of(quiet)
@@ -410,14 +411,14 @@ func TestBusy(t *testing.T) {
 		close(closed)
 	}()
 	// Close is waiting for the verification; new callbacks are refused meanwhile.
-	waitFor(t, "the service to refuse callbacks", func() bool {
+	testworld.WaitFor(t, func() bool {
 		code, _ := w.get(q)
 		return code == http.StatusServiceUnavailable && func() bool {
 			svc.mu.Lock()
 			defer svc.mu.Unlock()
 			return svc.closed
 		}()
-	})
+	}, "the service to refuse callbacks")
 	select {
 	case <-closed:
 		t.Fatal("Close returned with a verification in flight")
@@ -426,7 +427,7 @@ func TestBusy(t *testing.T) {
 	close(api.release)
 	select {
 	case <-closed:
-	case <-time.After(patience):
+	case <-time.After(testworld.Patience):
 		t.Fatal("Close did not return")
 	}
 	if n := obs.count(SourceCallback, Published); n != 1 {
@@ -447,7 +448,7 @@ func TestRunAndReplicas(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, s := range []*Service{a, b, a, b} {
 		wg.Go(func() {
-			if err := s.Poll(w.ctx()); err != nil {
+			if err := s.Poll(testworld.Context(w.t)); err != nil {
 				t.Errorf("poll: %v", err)
 			}
 		})
@@ -460,7 +461,7 @@ func TestRunAndReplicas(t *testing.T) {
 		t.Errorf("%d failed", n)
 	}
 
-	if _, err := w.kv.Get(w.ctx(), CheckpointKey); err != nil {
+	if _, err := w.kv.Get(testworld.Context(w.t), CheckpointKey); err != nil {
 		t.Fatalf("checkpoint: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -471,11 +472,11 @@ func TestRunAndReplicas(t *testing.T) {
 		close(done)
 	}()
 	// Each poll sees the two changes again.
-	waitFor(t, "Run to poll twice", func() bool { return obsRun.count(SourceHistory, Duplicate) >= 4 })
+	testworld.WaitFor(t, func() bool { return obsRun.count(SourceHistory, Duplicate) >= 4 }, "Run to poll twice")
 	cancel()
 	select {
 	case <-done:
-	case <-time.After(patience):
+	case <-time.After(testworld.Patience):
 		t.Fatal("Run did not return")
 	}
 	if n := len(w.of(uuid)); n != 2 {
@@ -491,7 +492,7 @@ func TestRunAndReplicas(t *testing.T) {
 	}()
 	select {
 	case <-ret:
-	case <-time.After(patience):
+	case <-time.After(testworld.Patience):
 		t.Fatal("Run with Poll 0 did not return")
 	}
 }
@@ -578,7 +579,7 @@ func TestForgedPaymentMethod(t *testing.T) {
 				t.Fatalf("%d %s", code, body)
 			}
 			obs.waitSettled(t, SourceCallback, 1)
-			if err := svc.Poll(w.ctx()); err != nil {
+			if err := svc.Poll(testworld.Context(w.t)); err != nil {
 				t.Fatal(err)
 			}
 			got := w.of(uuid)

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nordpay/frontpay-worker/internal/embedded"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/spf13/cobra"
 )
 
@@ -277,15 +277,7 @@ func TestToolsFailFastWithoutNATS(t *testing.T) {
 	}
 	closed := "nats://" + ln.Addr().String()
 	ln.Close()
-	plain, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go plain.Start()
-	defer plain.Shutdown()
-	if !plain.ReadyForConnections(10 * time.Second) {
-		t.Fatal("the NATS server without JetStream did not start")
-	}
+	plain := testworld.Server(t, &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT})
 	for url, want := range map[string]string{
 		closed:                              "NATS at " + closed + ": connect to NATS:",
 		plain.ClientURL():                   "answers, but its JetStream does not",
@@ -332,12 +324,7 @@ func TestRunWarnsOfEmbeddedNATS(t *testing.T) {
 	}
 
 	// With NATS_URL set, no such warning.
-	ns, err := embedded.Start(embedded.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Shutdown()
-	t.Setenv("NATS_URL", ns.ClientURL())
+	t.Setenv("NATS_URL", testworld.JetStream(t).URL)
 	t.Setenv("FRONTPAY_HTTP_ADDR", "no-port")
 	_, errOut, code = cliRun(t, settings{}, "", "run")
 	if code != exitFailure || strings.Contains(errOut, "development only") || !strings.Contains(errOut, "FRONTPAY_HTTP_ADDR") {
@@ -349,12 +336,7 @@ func TestRunWarnsOfEmbeddedNATS(t *testing.T) {
 // server of the test's) and then the quick start's first commands: the details of the seeded
 // reservation, and a capture of it.
 func TestDevQuickStart(t *testing.T) {
-	ns, err := embedded.Start(embedded.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Shutdown()
-	t.Setenv("NATS_URL", ns.ClientURL())
+	t.Setenv("NATS_URL", testworld.JetStream(t).URL)
 	t.Setenv("FRONTPAY_API_TOKEN", "") // dev sets the sandbox's; t.Setenv restores it after
 	t.Setenv("FRONTPAY_API_URL", "")
 	os.Unsetenv("FRONTPAY_API_URL") // unset: the worker uses dev's sandbox
@@ -363,7 +345,7 @@ func TestDevQuickStart(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	root := newRoot(settings{})
-	var log syncBuffer
+	var log testworld.SyncBuffer
 	root.SetOut(&log)
 	root.SetErr(&log)
 	done := make(chan int, 1)
@@ -374,7 +356,7 @@ func TestDevQuickStart(t *testing.T) {
 			t.Errorf("dev: exit %d\n%s", code, log.String())
 		}
 	}()
-	waitFor(t, "the seeded reservation", func() bool {
+	testworld.WaitFor(t, func() bool {
 		select {
 		case code := <-done:
 			done <- code // for the deferred check
@@ -382,7 +364,7 @@ func TestDevQuickStart(t *testing.T) {
 		default:
 		}
 		return strings.Contains(log.String(), "sandbox reservation ready to capture")
-	})
+	}, "the seeded reservation")
 
 	out, errOut, code := cliRun(t, settings{}, `{"reservationUuid":"`+devReservation+`"}`, "publish", "reservation.details", "-")
 	if code != exitOK || !strings.Contains(out, `"type":"reservation.details.succeeded"`) || !strings.Contains(out, `"status":"RESERVED"`) {

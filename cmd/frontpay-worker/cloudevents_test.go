@@ -18,6 +18,7 @@ import (
 
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/publisher"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
@@ -28,11 +29,7 @@ import (
 func TestCloudEventsSDK(t *testing.T) {
 	sb := newSandbox(t)
 	m := startMain(t, sb.URL)
-	nc, err := nats.Connect(m.NATSURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc, js := testworld.Connect(t, m.NATSURL)
 	results := watchResults(t, nc)
 	sdk := &ceSender{t: t, nc: nc}
 
@@ -63,7 +60,7 @@ func TestCloudEventsSDK(t *testing.T) {
 	// the command it already answered, so both modes carry the same key and data.
 	again := ceCommand(t, frontpay.ReservationCapture, "capture-1", capture)
 	sdk.send(frontpay.ReservationCapture, true, again)
-	waitFor(t, "the capture's result again", func() bool { return len(results.byKey("capture-1")) == 2 })
+	testworld.WaitFor(t, func() bool { return len(results.byKey("capture-1")) == 2 }, "the capture's result again")
 	if both := results.byKey("capture-1"); both[1].ID() != capturedEvent.ID() {
 		t.Errorf("the structured copy got %s, want the binary capture's result %s", both[1].ID(), capturedEvent.ID())
 	}
@@ -105,10 +102,6 @@ func TestCloudEventsSDK(t *testing.T) {
 	garbled.Header.Set("ce-specversion", "1.0")
 	garbled.Header.Set("ce-id", "bad-\xff")
 	garbled.Data = []byte(`{"reservationUuid": "` + uuid + `"}`)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := js.PublishMsg(t.Context(), garbled); err != nil {
 		t.Fatal(err)
 	}
@@ -117,10 +110,10 @@ func TestCloudEventsSDK(t *testing.T) {
 		t.Fatal(err)
 	}
 	var dead *jetstream.RawStreamMsg
-	waitFor(t, "the dead letter", func() bool {
+	testworld.WaitFor(t, func() bool {
 		dead, err = deadLetters.GetLastMsgForSubject(t.Context(), schemas.DeadLetterSubject("", garbled.Subject))
 		return err == nil
-	})
+	}, "the dead letter")
 	if !bytes.Equal(dead.Data, garbled.Data) || dead.Header.Get("ce-id") != "bad-\xff" || dead.Header.Get(publisher.HeaderDeadLetterReason) == "" {
 		t.Errorf("dead letter %q %v", dead.Data, dead.Header)
 	}
@@ -225,7 +218,7 @@ func (r *ceResults) byKey(key string) []cloudevents.Event {
 func (r *ceResults) await(t *testing.T, key string) cloudevents.Event {
 	t.Helper()
 	var e cloudevents.Event
-	waitFor(t, "the result of "+key, func() bool {
+	testworld.WaitFor(t, func() bool {
 		r.mu.Lock()
 		err := r.err
 		r.mu.Unlock()
@@ -237,7 +230,7 @@ func (r *ceResults) await(t *testing.T, key string) cloudevents.Event {
 			e = got[0]
 		}
 		return len(got) > 0
-	})
+	}, "the result of "+key)
 	if err := e.Validate(); err != nil {
 		t.Fatalf("result of %s: %v", key, err)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"sort"
 	"strings"
@@ -18,10 +17,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nordpay/frontpay-worker/client"
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
 	"github.com/nordpay/frontpay-worker/internal/embedded"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
 
@@ -29,7 +30,7 @@ import (
 type clusterWorker struct {
 	name string
 	main *Main
-	log  *syncBuffer
+	log  *testworld.SyncBuffer
 }
 
 // startClusterWorker runs a whole worker in this process against the cluster at urls with
@@ -43,7 +44,7 @@ func startClusterWorker(tb testing.TB, urls, apiURL, name string, concurrency in
 		Concurrency: concurrency, AckWait: 2 * time.Second, PinnedTTL: 3 * time.Second, DrainTimeout: 3 * time.Second,
 		LeaseMargin: 500 * time.Millisecond, Replicas: 3, WorkerName: name,
 	}
-	w := &clusterWorker{name: name, log: &syncBuffer{}}
+	w := &clusterWorker{name: name, log: &testworld.SyncBuffer{}}
 	w.main = NewMain(cfg, slog.New(slog.NewTextHandler(w.log, &slog.HandlerOptions{Level: slog.LevelInfo})).With("worker", name))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -93,38 +94,17 @@ func (w *clusterWorker) lines(match func(string) bool) []string {
 // count returns how many of the worker's log lines contain s.
 func (w *clusterWorker) count(s string) int { return strings.Count(w.log.String(), s) }
 
-// clusterPoll polls cond every 50ms until it holds or timeout passes.
-func clusterPoll(tb testing.TB, what string, timeout time.Duration, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // apiFront is a worker's own way in to the shared sandbox, so that its calls can be told apart:
 // how many it made, and how many captures it has at the API right now.
 type apiFront struct {
-	URL      string
-	calls    atomic.Int64
-	captures atomic.Int64
+	URL   string
+	calls testworld.Calls
 }
 
 func newAPIFront(tb testing.TB, api http.Handler) *apiFront {
+	tb.Helper()
 	f := &apiFront{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f.calls.Add(1)
-		if strings.Contains(r.URL.Path, "/reservations/capture/") {
-			f.captures.Add(1)
-			defer f.captures.Add(-1)
-		}
-		api.ServeHTTP(w, r)
-	}))
-	tb.Cleanup(srv.Close)
-	f.URL = srv.URL
+	f.URL = testworld.Serve(tb, f.calls.Wrap(api))
 	return f
 }
 
@@ -140,33 +120,13 @@ type clusterCommand struct {
 // buildClusterCommand builds the message of cmd, with Nats-Msg-Id = id, so that a publish retried
 // after a lost answer is dropped as a duplicate.
 func buildClusterCommand(cmd *clusterCommand, data map[string]any) error {
-	ev, raw, err := newCommand(cmd.op, "cluster-test", cmd.key, "", data)
+	c, err := client.NewCommand(cmd.op, data, client.Key(cmd.key), client.Source("cluster-test"))
 	if err != nil {
 		return err
 	}
-	cmd.id = ev.ID
-	cmd.msg = nats.NewMsg(schemas.CommandSubject("", cmd.op))
-	cmd.msg.Data = raw
-	cmd.msg.Header.Set(jetstream.MsgIDHeader, ev.ID)
+	cmd.id = c.ID()
+	cmd.msg = testworld.CommandMsg("", cmd.op, c.ID(), c.JSON())
 	return nil
-}
-
-// publishUntilStored publishes m until the stream has it (retrying through leader elections) or
-// ctx ends.
-func publishUntilStored(ctx context.Context, js jetstream.JetStream, m *nats.Msg) error {
-	for {
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := js.PublishMsg(pctx, m)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("publish %s: %w", m.Header.Get(jetstream.MsgIDHeader), err)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // streamLeader returns the index of the node leading stream, -1 when unknown.
@@ -212,10 +172,7 @@ func TestClusterScaleOut(t *testing.T) {
 	t.Logf("cluster of 3 ready in %s: %s", time.Since(began).Round(time.Millisecond), c.URLs())
 
 	sb := newSandbox(t)
-	api, err := frontpay.New(sb.URL, sandboxToken)
-	if err != nil {
-		t.Fatal(err)
-	}
+	api := sb.Client(t, sandboxToken)
 	var workers []*clusterWorker
 	var fronts []*apiFront
 	startWorker := func(name string) {
@@ -241,15 +198,7 @@ func TestClusterScaleOut(t *testing.T) {
 		startWorker(fmt.Sprintf("worker-%d", i+1))
 	}
 
-	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := testworld.Connect(t, c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 
 	// The commands: per reservation capture 40, capture 40, complete, details, in that order.
 	setup := time.Now()
@@ -305,7 +254,7 @@ func TestClusterScaleOut(t *testing.T) {
 					}
 				}
 				for _, cmd := range cmds[4*i : 4*i+4] {
-					if err := publishUntilStored(ctx, js, cmd.msg); err != nil {
+					if _, err := testworld.Store(ctx, js, cmd.msg); err != nil {
 						pubErrs <- err
 						return
 					}
@@ -339,7 +288,7 @@ func TestClusterScaleOut(t *testing.T) {
 
 	// 1. Half the commands are published. A quarter of all answered: stop the node leading the command stream (the meta leader when
 	// unknown).
-	clusterPoll(t, "a quarter of the results", 2*time.Minute, atLeast(0.25))
+	testworld.WaitFor(t, atLeast(0.25), "a quarter of the results")
 	down := streamLeader(js, c, "FRONTPAY_COMMANDS")
 	if down < 0 {
 		down = max(c.Leader(), 0)
@@ -351,7 +300,7 @@ func TestClusterScaleOut(t *testing.T) {
 	// owner returns the worker whose captures are at the API: the one that owns the commands.
 	owner := func() int {
 		for i, f := range fronts {
-			if f.captures.Load() >= 2 && !workers[i].main.draining.Load() {
+			if f.calls.Active(frontpay.ReservationCapture) >= 2 && !workers[i].main.draining.Load() {
 				return i
 			}
 		}
@@ -361,11 +310,11 @@ func TestClusterScaleOut(t *testing.T) {
 	// 2. Crash the owner (connection cut, no drain) while captures of its are at the API, so that
 	// their keys are left in state sending, and start worker-4. A standby takes over after
 	// PinnedTTL.
-	clusterPoll(t, "40% of the results", time.Minute, atLeast(0.40))
+	testworld.WaitFor(t, atLeast(0.40), "40% of the results")
 	sb.SetFault(frontpay.ReservationCapture, sandbox.Fault{Latency: 500 * time.Millisecond})
-	clusterPoll(t, "captures of the owner at the API", time.Minute, func() bool { return owner() >= 0 })
+	testworld.WaitFor(t, func() bool { return owner() >= 0 }, "captures of the owner at the API")
 	crashed := owner()
-	inFlight := fronts[crashed].captures.Load()
+	inFlight := fronts[crashed].calls.Active(frontpay.ReservationCapture)
 	workers[crashed].crash()
 	sb.SetFault(frontpay.ReservationCapture, sandbox.Fault{})
 	phase(fmt.Sprintf("crashed the owner %s with %d captures at the API", workers[crashed].name, inFlight))
@@ -373,7 +322,7 @@ func TestClusterScaleOut(t *testing.T) {
 	phase("started worker-4")
 
 	// 3. Start the NATS node again.
-	clusterPoll(t, "55% of the results", time.Minute, atLeast(0.55))
+	testworld.WaitFor(t, atLeast(0.55), "55% of the results")
 	if err := c.Restart(down); err != nil {
 		t.Fatal(err)
 	}
@@ -381,9 +330,9 @@ func TestClusterScaleOut(t *testing.T) {
 
 	// 4. Close the owner (graceful: it hands the commands over at once and drains what it has in
 	// flight) and start worker-5.
-	clusterPoll(t, "70% of the results", time.Minute, atLeast(0.70))
+	testworld.WaitFor(t, atLeast(0.70), "70% of the results")
 	sb.SetFault(frontpay.ReservationCapture, sandbox.Fault{Latency: 200 * time.Millisecond})
-	clusterPoll(t, "captures of the new owner at the API", time.Minute, func() bool { return owner() >= 0 })
+	testworld.WaitFor(t, func() bool { return owner() >= 0 }, "captures of the new owner at the API")
 	closed := owner()
 	if err := workers[closed].main.Close(); err != nil {
 		t.Errorf("close %s: %v", workers[closed].name, err)
@@ -402,7 +351,7 @@ func TestClusterScaleOut(t *testing.T) {
 
 	// Every command answered: read the whole result stream once the count allows it.
 	byCommand := map[string]map[string]schemas.Event{} // causationid → result id → event
-	clusterPoll(t, "a result for every command", 2*time.Minute, func() bool {
+	testworld.WaitFor(t, func() bool {
 		if stored() < uint64(total) {
 			return false
 		}
@@ -417,7 +366,7 @@ func TestClusterScaleOut(t *testing.T) {
 			byCommand[ev.CausationID][ev.ID] = ev
 		}
 		return len(byCommand) >= total
-	})
+	}, "a result for every command")
 	elapsed := time.Since(start)
 	phase("every command answered")
 	t.Logf("%d commands in %s: %.0f commands/s", total, elapsed.Round(time.Millisecond), float64(total)/elapsed.Seconds())
@@ -507,7 +456,7 @@ func TestClusterScaleOut(t *testing.T) {
 	}
 	var calls []string
 	for i, f := range fronts {
-		calls = append(calls, fmt.Sprintf("%s=%d", workers[i].name, f.calls.Load()))
+		calls = append(calls, fmt.Sprintf("%s=%d", workers[i].name, f.calls.Count("", "")))
 	}
 	t.Logf("API calls by worker: %s", strings.Join(calls, " "))
 
@@ -573,30 +522,15 @@ func BenchmarkClusterThroughput(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer c.Shutdown()
-	sb, err := startSandbox("127.0.0.1:0", sandbox.Options{Token: sandboxToken, RateLimit: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sb.Close()
-	api, err := frontpay.New(sb.URL, sandboxToken)
-	if err != nil {
-		b.Fatal(err)
-	}
+	sb := testworld.Sandbox(b, sandbox.Options{Token: sandboxToken, RateLimit: -1})
+	api := sb.Client(b, sandboxToken)
 	// paidReservation wants a *testing.T only for its helpers; build the reservations here.
 	var uuids []string
 	for range reservations {
 		uuid, _ := paidReservation(b, api, sb.Sandbox)
 		uuids = append(uuids, uuid)
 	}
-	nc, err := nats.Connect(c.URLs())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
+	nc, js := testworld.Connect(b, c.URLs())
 
 	for _, n := range []int{1, 2, 3} {
 		b.Run(fmt.Sprintf("replicas=%d", n), func(b *testing.B) {

@@ -8,46 +8,34 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nordpay/frontpay-worker/client"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
-	"github.com/nordpay/frontpay-worker/internal/embedded"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
 
 // asWorker makes the test binary run the real main, for the tests that kill a worker process.
 const asWorker = "FRONTPAY_TEST_AS_WORKER"
 
+// TestMain runs main when the test binary is a worker process of a test; otherwise it runs the
+// tests with the goroutine-leak check: a test's in-process workers (Main), servers and tools
+// stop when it ends.
 func TestMain(m *testing.M) {
 	if os.Getenv(asWorker) == "1" {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testworld.Main(m)
 }
 
 func TestConfigNamesEveryBadVariable(t *testing.T) {
@@ -139,14 +127,9 @@ func startMain(t *testing.T, apiURL string, mods ...func(*Config)) *Main {
 }
 
 // newSandbox serves a sandbox without rate limit on a free port.
-func newSandbox(t *testing.T) *sandboxServer {
+func newSandbox(t *testing.T) *testworld.API {
 	t.Helper()
-	sb, err := startSandbox("127.0.0.1:0", sandbox.Options{Token: sandboxToken, RateLimit: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sb.Close)
-	return sb
+	return testworld.Sandbox(t, sandbox.Options{Token: sandboxToken, RateLimit: -1})
 }
 
 func TestProbes(t *testing.T) {
@@ -208,58 +191,38 @@ func TestKilledWorker(t *testing.T) {
 }
 
 func killWorkerMidCall(t *testing.T, fault sandbox.Fault, resent bool) {
-	ns, err := embedded.Start(embedded.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Shutdown()
-
-	sb := sandbox.New(sandbox.Options{Token: sandboxToken, RateLimit: -1, Seed: 7})
-	defer sb.Close()
-	var capturesSeen atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.Contains(r.URL.Path, "/reservations/capture/") {
-			capturesSeen.Add(1)
-		}
-		sb.ServeHTTP(w, r)
-	}))
-	defer srv.Close()
-	api, err := frontpay.New(srv.URL, sandboxToken)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ns := testworld.JetStream(t)
+	var calls testworld.Calls
+	sb := testworld.Sandbox(t, sandbox.Options{Token: sandboxToken, RateLimit: -1, Seed: 7}, calls.Wrap)
+	capturesSeen := func() int { return calls.Count(frontpay.ReservationCapture, "") }
+	api := sb.Client(t, sandboxToken)
 	// The first capture hangs at the API until its worker is killed: the worker is gone mid-call.
 	sb.SetFault(frontpay.ReservationCapture, fault)
 
 	env := append(os.Environ(), asWorker+"=1",
-		"NATS_URL="+ns.ClientURL(), "FRONTPAY_API_URL="+srv.URL, "FRONTPAY_API_TOKEN="+sandboxToken,
+		"NATS_URL="+ns.URL, "FRONTPAY_API_URL="+sb.URL, "FRONTPAY_API_TOKEN="+sandboxToken,
 		"FRONTPAY_HTTP_ADDR=127.0.0.1:0", "FRONTPAY_API_TIMEOUT=5s", "FRONTPAY_ACK_WAIT=1s", "FRONTPAY_PIN_TTL=3s",
 		"FRONTPAY_LEASE_MARGIN=500ms", "FRONTPAY_RETRY_INITIAL=50ms", "FRONTPAY_RETRY_MAX=200ms",
 		"FRONTPAY_LOG_FORMAT=json", "FRONTPAY_LOG_LEVEL=debug", "FRONTPAY_DRAIN_TIMEOUT=5s")
 	first := startWorker(t, env)
 
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	waitFor(t, "the worker's streams", func() bool {
+	js := ns.JS
+	testworld.WaitFor(t, func() bool {
 		_, err := js.Stream(t.Context(), "FRONTPAY_COMMANDS")
 		return err == nil
-	})
+	}, "the worker's streams")
 
 	const n = 4
 	ids := map[string]string{} // command id → reservation
 	for i := range n {
-		uuid, line := paidReservation(t, api, sb)
+		uuid, line := paidReservation(t, api, sb.Sandbox)
 		id := publishCommand(t, js, frontpay.ReservationCapture, map[string]any{
 			"reservationUuid": uuid, "grandTotal": 40, "products": []any{map[string]any{"id": line, "amount": 40}},
 			"additionalText": "parcel " + string(rune('A'+i)),
 		})
 		ids[id] = uuid
 	}
-	waitFor(t, "a capture at the API", func() bool { return capturesSeen.Load() > 0 })
+	testworld.WaitFor(t, func() bool { return capturesSeen() > 0 }, "a capture at the API")
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -267,7 +230,7 @@ func killWorkerMidCall(t *testing.T, fault sandbox.Fault, resent bool) {
 
 	second := startWorker(t, env)
 	results := map[string]map[string]schemas.Event{} // command id → result ids
-	waitFor(t, "a result for every command", func() bool {
+	testworld.WaitFor(t, func() bool {
 		for _, ev := range readStream(t, js, "FRONTPAY_RESULTS") {
 			if ev.CausationID == "" {
 				continue // a status event of the history poll
@@ -278,7 +241,7 @@ func killWorkerMidCall(t *testing.T, fault sandbox.Fault, resent bool) {
 			results[ev.CausationID][ev.ID] = ev
 		}
 		return len(results) == n
-	})
+	}, "a result for every command")
 	if err := second.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -307,18 +270,32 @@ func killWorkerMidCall(t *testing.T, fault sandbox.Fault, resent bool) {
 			t.Errorf("reservation %s captured %d times", uuid, captures[uuid])
 		}
 	}
-	if want := int64(n) + map[bool]int64{true: 1}[resent]; capturesSeen.Load() != want {
-		t.Errorf("the API saw %d captures, want %d", capturesSeen.Load(), want)
+	if want := n + map[bool]int{true: 1}[resent]; capturesSeen() != want {
+		t.Errorf("the API saw %d captures, want %d", capturesSeen(), want)
 	}
 }
 
 // startWorker starts the worker as a process of its own; its log goes to the test log on failure.
 func startWorker(t *testing.T, env []string) *exec.Cmd {
 	t.Helper()
+	var log testworld.SyncBuffer
+	var cmd *exec.Cmd
+	t.Cleanup(func() { // runs after startWorkerInto's: once the process has ended
+		if t.Failed() && cmd != nil {
+			t.Logf("worker %d log:\n%s", cmd.Process.Pid, log.String())
+		}
+	})
+	cmd = startWorkerInto(t, env, &log)
+	return cmd
+}
+
+// startWorkerInto starts the worker as a process of its own, its output going to out; it is
+// killed when the test ends, unless it has ended.
+func startWorkerInto(t *testing.T, env []string, out *testworld.SyncBuffer) *exec.Cmd {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "run")
 	cmd.Env = env
-	var log syncBuffer
-	cmd.Stdout, cmd.Stderr = &log, &log
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -327,29 +304,8 @@ func startWorker(t *testing.T, env []string) *exec.Cmd {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 		}
-		if t.Failed() {
-			t.Logf("worker %d log:\n%s", cmd.Process.Pid, log.String())
-		}
 	})
 	return cmd
-}
-
-// syncBuffer is a bytes.Buffer safe for the process's two output streams.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // paidReservation submits a reservation of one 100 NOK line straight to the API, has the
@@ -357,13 +313,7 @@ func (b *syncBuffer) String() string {
 func paidReservation(t testing.TB, api *frontpay.Client, sb *sandbox.Sandbox) (string, frontpay.Number) {
 	t.Helper()
 	var req frontpay.SubmitReservationRequest
-	due := time.Now().Add(time.Hour).Unix()
-	raw := `{"customerDetails":{"type":"private","countryCode":"+47","msisdn":"46567468","email":"a@example.no",
-		"name":"A","preferredLanguage":"no","address":{"street":"S 1","zip":"0150","city":"Oslo","country":"NO"}},
-		"orderDate":"` + itoa(time.Now().Unix()) + `","dueDateForPaymentLink":"` + itoa(due) + `",
-		"sendOrderBy":{"sms":false,"email":true},"products":{"0":{"name":"Wax","productId":null,"rate":100,"tax":"25","amount":100}},
-		"orderSummary":{"subTotal":100,"totalTax":25,"grandTotal":100}}`
-	if err := json.Unmarshal([]byte(raw), &req); err != nil {
+	if err := json.Unmarshal(submitData(), &req); err != nil {
 		t.Fatal(err)
 	}
 	res, err := api.SubmitReservation(t.Context(), &req)
@@ -381,43 +331,14 @@ func paidReservation(t testing.TB, api *frontpay.Client, sb *sandbox.Sandbox) (s
 	return uuid, d.Data.ProductList[0].ID
 }
 
-// newCommand wraps data in a command event of op, unchecked, so that tests can publish what the
-// worker must refuse (the tools build theirs with package client, which checks them). An empty key
-// leaves idempotencykey out, so that the id is the key.
-func newCommand(op frontpay.Operation, source, key, correlation string, data any) (schemas.Event, []byte, error) {
-	raw, err := json.Marshal(data)
-	if err != nil {
-		return schemas.Event{}, nil, fmt.Errorf("encode data: %w", err)
-	}
-	ev := schemas.Event{
-		SpecVersion:     "1.0",
-		ID:              schemas.NewID(),
-		Source:          source,
-		Type:            schemas.CommandSubject("", op),
-		Time:            time.Now().UTC().Format(time.RFC3339),
-		DataContentType: "application/json",
-		IdempotencyKey:  key,
-		CorrelationID:   correlation,
-		Data:            raw,
-	}
-	b, err := json.Marshal(ev)
-	return ev, b, err
-}
-
-// publishCommand publishes a command of op and returns its id.
+// publishCommand publishes a command of op, unchecked, so that tests can publish what the worker
+// must refuse (the tools build theirs with package client, which checks them), and returns its
+// id, which is its key.
 func publishCommand(t *testing.T, js jetstream.JetStream, op frontpay.Operation, data any) string {
 	t.Helper()
-	ev, raw, err := newCommand(op, "test", "", "", data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := nats.NewMsg(schemas.CommandSubject("", op))
-	m.Data = raw
-	m.Header.Set(jetstream.MsgIDHeader, ev.ID)
-	if _, err := js.PublishMsg(t.Context(), m); err != nil {
-		t.Fatal(err)
-	}
-	return ev.ID
+	c := testworld.NewCommand(t, op, data, client.Source("test"))
+	testworld.Publish(t, js, c.Msg(""))
+	return c.ID
 }
 
 // readStream returns every event stored on a stream.
@@ -465,21 +386,11 @@ func TestKilledOwner(t *testing.T) {
 		t.Skip("starts worker processes")
 	}
 	t.Parallel()
-	ns, err := embedded.Start(embedded.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Shutdown()
-	sb := sandbox.New(sandbox.Options{Token: sandboxToken, RateLimit: -1, Seed: 8})
-	defer sb.Close()
+	ns := testworld.JetStream(t)
+	sb := testworld.Sandbox(t, sandbox.Options{Token: sandboxToken, RateLimit: -1, Seed: 8})
 	sb.SetFault(frontpay.ReservationCapture, sandbox.Fault{Latency: 400 * time.Millisecond})
-	api := httptest.NewServer(sb)
-	defer api.Close()
-	client, err := frontpay.New(api.URL, sandboxToken)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := append(os.Environ(), asWorker+"=1", "NATS_URL="+ns.ClientURL(), "FRONTPAY_API_TOKEN="+sandboxToken,
+	api := sb.Client(t, sandboxToken)
+	env := append(os.Environ(), asWorker+"=1", "NATS_URL="+ns.URL, "FRONTPAY_API_TOKEN="+sandboxToken,
 		"FRONTPAY_HTTP_ADDR=127.0.0.1:0", "FRONTPAY_API_TIMEOUT=5s", "FRONTPAY_PIN_TTL=3s",
 		"FRONTPAY_LEASE_MARGIN=500ms", "FRONTPAY_RETRY_INITIAL=50ms", "FRONTPAY_RETRY_MAX=200ms",
 		"FRONTPAY_LOG_FORMAT=json", "FRONTPAY_LOG_LEVEL=debug", "FRONTPAY_DRAIN_TIMEOUT=5s")
@@ -492,20 +403,15 @@ func TestKilledOwner(t *testing.T) {
 		workers[i] = startWorker(t, append(env, "FRONTPAY_API_URL="+fronts[i].URL))
 	}
 
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	waitFor(t, "the worker's streams", func() bool {
+	js := ns.JS
+	testworld.WaitFor(t, func() bool {
 		_, err := js.Stream(t.Context(), "FRONTPAY_COMMANDS")
 		return err == nil
-	})
+	}, "the worker's streams")
 	type pair struct{ uuid, capture, complete string }
 	var pairs []pair
 	for i := range 8 {
-		uuid, line := paidReservation(t, client, sb)
+		uuid, line := paidReservation(t, api, sb.Sandbox)
 		pairs = append(pairs, pair{uuid: uuid,
 			capture: publishCommand(t, js, frontpay.ReservationCapture, map[string]any{
 				"reservationUuid": uuid, "grandTotal": 40, "products": []any{map[string]any{"id": line, "amount": 40}},
@@ -515,22 +421,22 @@ func TestKilledOwner(t *testing.T) {
 		})
 	}
 	owner := -1
-	waitFor(t, "captures of the owner at the API", func() bool {
+	testworld.WaitFor(t, func() bool {
 		for i, f := range fronts {
-			if f.captures.Load() >= 2 {
+			if f.calls.Active(frontpay.ReservationCapture) >= 2 {
 				owner = i
 				return true
 			}
 		}
 		return false
-	})
+	}, "captures of the owner at the API")
 	if err := workers[owner].Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	_ = workers[owner].Wait()
 
 	results := map[string]map[string]schemas.Event{} // command id → result ids
-	waitFor(t, "a result for every command", func() bool {
+	testworld.WaitFor(t, func() bool {
 		for _, ev := range readStream(t, js, "FRONTPAY_RESULTS") {
 			if ev.CausationID == "" {
 				continue
@@ -541,7 +447,7 @@ func TestKilledOwner(t *testing.T) {
 			results[ev.CausationID][ev.ID] = ev
 		}
 		return len(results) == 2*len(pairs)
-	})
+	}, "a result for every command")
 	for id, evs := range results {
 		for _, ev := range evs {
 			if len(evs) != 1 || !strings.HasSuffix(ev.Type, ".succeeded") {
@@ -560,7 +466,7 @@ func TestKilledOwner(t *testing.T) {
 			t.Errorf("reservation %s: effects %s", p.uuid, got)
 		}
 	}
-	if standby := fronts[1-owner]; standby.calls.Load() == 0 {
+	if standby := fronts[1-owner]; standby.calls.Count("", "") == 0 {
 		t.Error("the standby made no call")
 	}
 }

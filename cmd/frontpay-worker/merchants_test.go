@@ -24,7 +24,7 @@ import (
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
-	"github.com/nordpay/frontpay-worker/internal/embedded"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
 
@@ -45,12 +45,12 @@ type fleetWorld struct {
 	t    *testing.T
 	dir  string
 	topo consumer.Topology
-	ns   *embedded.Server
-	sb   *sandboxServer
+	ns   *testworld.NATS
+	sb   *testworld.API
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	file string // the merchants file
-	log  syncBuffer
+	log  testworld.SyncBuffer
 
 	mu      sync.Mutex
 	tokens  map[string]string // merchant → its token now
@@ -69,22 +69,9 @@ func newFleetWorld(t *testing.T, merchants ...string) *fleetWorld {
 	w := &fleetWorld{t: t, dir: t.TempDir(), topo: consumer.Topology{Prefix: fleetPrefix, Merchants: true},
 		tokens: map[string]string{}, secrets: map[string]string{}, rates: map[string]int{}, clients: map[string]*client.Client{}}
 	w.file = filepath.Join(w.dir, "merchants.yaml")
-	var err error
-	if w.ns, err = embedded.Start(embedded.Options{StoreDir: filepath.Join(w.dir, "nats")}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.ns.Shutdown)
-	if w.sb, err = startSandbox("127.0.0.1:0", sandbox.Options{RateLimit: -1, Seed: 10}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.sb.Close)
-	if w.nc, err = nats.Connect(w.ns.ClientURL()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.nc.Close)
-	if w.js, err = jetstream.New(w.nc); err != nil {
-		t.Fatal(err)
-	}
+	w.ns = testworld.JetStream(t)
+	w.nc, w.js = w.ns.Conn, w.ns.JS
+	w.sb = testworld.Sandbox(t, sandbox.Options{RateLimit: -1, Seed: 10})
 	for _, id := range merchants {
 		tok := "tok-" + id + "-SECRET"
 		if err := w.sb.AddToken(tok); err != nil {
@@ -168,7 +155,7 @@ func (w *fleetWorld) writeMerchants(ids ...string) {
 func (w *fleetWorld) start(apiURL string) *Main {
 	w.t.Helper()
 	cfg := &Config{
-		NATSConfig: NATSConfig{NATSURL: w.ns.ClientURL(), SubjectPrefix: fleetPrefix, MerchantsFile: w.file},
+		NATSConfig: NATSConfig{NATSURL: w.ns.URL, SubjectPrefix: fleetPrefix, MerchantsFile: w.file},
 		APIURL:     apiURL, APITimeout: 5 * time.Second, MaxAttempts: 3, RetryInitial: 10 * time.Millisecond,
 		RetryMax: 100 * time.Millisecond, ReadbackMarker: "on", CallbackShare: 10, HTTPAddr: "127.0.0.1:0",
 		DataDir: w.dir, LogFormat: "json", LogLevel: "debug", Concurrency: 8, AckWait: time.Minute,
@@ -405,7 +392,7 @@ func TestUnknownMerchantReplayed(t *testing.T) {
 	w := newFleetWorld(t, "shop1", "ghost")
 	w.writeMerchants("shop1")
 	w.start(w.sb.URL)
-	t.Setenv("NATS_URL", w.ns.ClientURL())
+	t.Setenv("NATS_URL", w.ns.URL)
 	t.Setenv("FRONTPAY_SUBJECT_PREFIX", fleetPrefix)
 	t.Setenv("FRONTPAY_MERCHANTS_FILE", w.file)
 
@@ -452,16 +439,16 @@ func TestUnknownMerchantReplayed(t *testing.T) {
 	}
 
 	w.writeMerchants("shop1", "ghost")
-	clusterPoll(t, "ghost's consumer, after ghost was added to the file", fleetReload, func() bool {
+	testworld.WaitWithin(t, fleetReload, func() bool {
 		return w.consumerInfo(consumer.ConsumerFor("ghost")) != nil
-	})
+	}, "ghost's consumer, after ghost was added to the file")
 	out, errOut, code := cliRun(t, settings{}, "", "replay", "--merchant", "ghost", "--yes")
 	if code != exitOK || !strings.Contains(out, "replayed merchant=ghost reservation.submit key=g1") ||
 		!strings.Contains(out, "1 selected, 1 replayed") || strings.Contains(out, "key=s1") {
 		t.Fatalf("replay --merchant ghost: exit %d\n%s%s", code, out, errOut)
 	}
 	var succeeded []storedEvent
-	waitFor(t, "the replayed command's success", func() bool {
+	testworld.WaitFor(t, func() bool {
 		succeeded = nil
 		for _, e := range w.stored(w.topo.ResultStream()) {
 			if e.IdempotencyKey == "g1" && e.Type == "reservation.submit.succeeded" {
@@ -469,7 +456,7 @@ func TestUnknownMerchantReplayed(t *testing.T) {
 			}
 		}
 		return len(succeeded) > 0
-	})
+	}, "the replayed command's success")
 	if e := succeeded[0]; len(succeeded) != 1 || e.Merchant != "ghost" ||
 		e.subject != schemas.ResultSubject(fleetPrefix+"ghost.", frontpay.ReservationSubmit, true) {
 		t.Errorf("the replay's success: %d events, the first on %s of merchant %q", len(succeeded), e.subject, e.Merchant)
@@ -530,16 +517,16 @@ func TestMerchantTokenRotated(t *testing.T) {
 	flowing := func(n int) func() bool {
 		return func() bool { mu.Lock(); defer mu.Unlock(); return answered >= n }
 	}
-	waitFor(t, "commands flowing", flowing(20))
+	testworld.WaitFor(t, flowing(20), "commands flowing")
 
 	newToken := "tok-shop1-rotated-SECRET"
 	if err := w.sb.RotateToken(oldToken, newToken); err != nil {
 		t.Fatal(err)
 	}
 	w.setToken("shop1", newToken)
-	clusterPoll(t, "a submit with the new token", fleetReload, func() bool { return len(w.submits(newToken)) > 0 })
+	testworld.WaitWithin(t, fleetReload, func() bool { return len(w.submits(newToken)) > 0 }, "a submit with the new token")
 	// The worker of the old token has stopped once ten calls of the new one followed its last.
-	waitFor(t, "the old token's last call", func() bool {
+	testworld.WaitFor(t, func() bool {
 		ledger := w.sb.Ledger()
 		lastOld := -1
 		for i, e := range ledger {
@@ -554,14 +541,14 @@ func TestMerchantTokenRotated(t *testing.T) {
 			}
 		}
 		return n >= 10
-	})
+	}, "the old token's last call")
 	if err := w.sb.RevokeToken(oldToken); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
 	more := answered + 20
 	mu.Unlock()
-	waitFor(t, "commands flowing after the old token was revoked", flowing(more))
+	testworld.WaitFor(t, flowing(more), "commands flowing after the old token was revoked")
 	stop()
 	publishers.Wait()
 
@@ -591,14 +578,14 @@ func TestMerchantsAddedAndRemoved(t *testing.T) {
 	// A file with a fault is not taken, in part or at all: the merchants of before go on.
 	w.rates["keep"] = -1
 	w.writeMerchants("keep")
-	clusterPoll(t, "the faulty file refused", fleetReload, func() bool {
+	testworld.WaitWithin(t, fleetReload, func() bool {
 		return strings.Contains(w.log.String(), "merchants[0] (keep): rate: must be 0 (no limit) or more")
-	})
+	}, "the faulty file refused")
 	w.mustSucceed("gone", w.mustSubmit("gone", "after-a-faulty-file", submitData()))
 	delete(w.rates, "keep")
 
 	w.writeMerchants("keep", "added")
-	clusterPoll(t, "the change: added's consumer made, gone's without an owner", fleetReload, func() bool {
+	testworld.WaitWithin(t, fleetReload, func() bool {
 		if w.consumerInfo(consumer.ConsumerFor("added")) == nil {
 			return false
 		}
@@ -606,14 +593,14 @@ func TestMerchantsAddedAndRemoved(t *testing.T) {
 		return gone == nil || !slices.ContainsFunc(gone.PriorityGroups, func(g jetstream.PriorityGroupState) bool {
 			return g.PinnedClientID != ""
 		})
-	})
+	}, "the change: added's consumer made, gone's without an owner")
 	waiting := []*client.Command{w.mustSubmit("gone", "while-gone-1", submitData()), w.mustSubmit("gone", "while-gone-2", submitData())}
 	w.mustSucceed("added", w.mustSubmit("added", "new-1", submitData()))
 	w.mustSucceed("keep", w.mustSubmit("keep", "keep-1", submitData()))
-	waitFor(t, "the unknown merchants' consumer past gone's commands", func() bool {
+	testworld.WaitFor(t, func() bool {
 		info := w.consumerInfo(consumer.UnknownMerchantsConsumer)
 		return info != nil && info.NumPending == 0 && info.NumAckPending == 0
-	})
+	}, "the unknown merchants' consumer past gone's commands")
 	answers := w.answers()
 	for _, cmd := range waiting {
 		for _, e := range answers[cmd.ID()] {
@@ -635,10 +622,10 @@ func TestMerchantsAddedAndRemoved(t *testing.T) {
 	}
 
 	w.writeMerchants("keep", "added", "gone")
-	clusterPoll(t, "gone's waiting commands answered once gone is added back", fleetReload, func() bool {
+	testworld.WaitWithin(t, fleetReload, func() bool {
 		answers := w.answers()
 		return !slices.ContainsFunc(waiting, func(cmd *client.Command) bool { return len(answers[cmd.ID()]) == 0 })
-	})
+	}, "gone's waiting commands answered once gone is added back")
 	for _, cmd := range waiting {
 		w.mustSucceed("gone", cmd)
 	}
@@ -717,7 +704,7 @@ func (w *fleetWorld) owners(fronts []*tokenFront, merchants []string) map[string
 func (w *fleetWorld) spread(fronts []*tokenFront, merchants []string, per int) map[string]int {
 	w.t.Helper()
 	var owner map[string]int
-	waitFor(w.t, fmt.Sprintf("%d merchants on each replica", per), func() bool {
+	testworld.WaitFor(w.t, func() bool {
 		owner = w.owners(fronts, merchants)
 		load := make([]int, len(fronts))
 		for _, i := range owner {
@@ -727,7 +714,7 @@ func (w *fleetWorld) spread(fronts []*tokenFront, merchants []string, per int) m
 			load[i]++
 		}
 		return !slices.ContainsFunc(load, func(n int) bool { return n != per })
-	})
+	}, fmt.Sprintf("%d merchants on each replica", per))
 	return owner
 }
 
@@ -752,7 +739,7 @@ func TestMerchantsSpreadAndHandedOver(t *testing.T) {
 		before[id] = fronts[0].count(w.token(id))
 		cmds[id] = w.mustSubmit(id, "after-stop-"+id, submitData())
 	}
-	clusterPoll(t, "every merchant's command answered by the replica left", fleetReload, func() bool {
+	testworld.WaitWithin(t, fleetReload, func() bool {
 		answers := w.answers()
 		for _, cmd := range cmds {
 			if len(answers[cmd.ID()]) == 0 {
@@ -760,7 +747,7 @@ func TestMerchantsSpreadAndHandedOver(t *testing.T) {
 			}
 		}
 		return true
-	})
+	}, "every merchant's command answered by the replica left")
 	for _, id := range merchants {
 		w.mustSucceed(id, cmds[id])
 		if n := fronts[0].count(w.token(id)); n != before[id] {
@@ -832,15 +819,15 @@ func TestMerchantCallbacks(t *testing.T) {
 		tok := w.token(id)
 		before := []int{fronts[0].count(tok), fronts[1].count(tok)}
 		// Answered 503 while the owner cannot take it yet; Front Payment sends it again.
-		waitFor(t, id+"'s callback taken by the replica that does not run it", func() bool {
+		testworld.WaitFor(t, func() bool {
 			code := callback(replicas[other], "/callbacks/frontpay/"+id, uuids[id], w.secrets[id])
 			if code != http.StatusAccepted && code != http.StatusServiceUnavailable {
 				t.Fatalf("%s's callback: %d", id, code)
 			}
 			return code == http.StatusAccepted
-		})
+		}, id+"'s callback taken by the replica that does not run it")
 		var changes []storedEvent
-		waitFor(t, id+"'s status change", func() bool {
+		testworld.WaitFor(t, func() bool {
 			changes = nil
 			for _, e := range w.stored(w.topo.ResultStream()) {
 				if e.Subject == uuids[id] {
@@ -848,7 +835,7 @@ func TestMerchantCallbacks(t *testing.T) {
 				}
 			}
 			return len(changes) > 0
-		})
+		}, id+"'s status change")
 		var data schemas.StatusChange
 		if err := json.Unmarshal(changes[0].Data, &data); err != nil {
 			t.Fatal(err)

@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
 
@@ -39,14 +39,8 @@ func holdingAny(msgs []rawMsg, values ...string) []string {
 // from every stream and the bucket and leaves the other reservation's, and a second run finds
 // nothing left.
 func TestForgetCommand(t *testing.T) {
-	sb := newSandbox(t)
-	m := startMain(t, sb.URL)
-	t.Setenv("NATS_URL", m.NATSURL)
-	js := jetStream(t, m.NATSURL)
-	api, err := frontpay.New(sb.URL, sandboxToken)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sb, js := toolsWorld(t)
+	api := sb.Client(t, sandboxToken)
 
 	out, errOut, code := cliRun(t, settings{}, submitPayload(t), "publish", "--key", "submit-kari", "reservation.submit", "-")
 	if code != exitOK {
@@ -80,14 +74,14 @@ func TestForgetCommand(t *testing.T) {
 	if _, err := js.Publish(t.Context(), schemas.StatusSubject("", "reservation"), b, jetstream.WithMsgID(status.ID)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "every command to be acknowledged", func() bool {
+	testworld.WaitFor(t, func() bool {
 		c, err := js.Consumer(t.Context(), "FRONTPAY_COMMANDS", consumer.ConsumerName)
 		if err != nil {
 			return false
 		}
 		info, err := c.Info(t.Context())
 		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
-	})
+	}, "every command to be acknowledged")
 	if len(holdingAny(readAllStreams(t, js), kari...)) < 3 || len(holdingAny(readAllStreams(t, js), "a@example.no")) == 0 {
 		t.Fatalf("the data is not where the test expects it: %v", holdingAny(readAllStreams(t, js), append(kari, "a@example.no")...))
 	}
@@ -191,15 +185,7 @@ func TestRetentionVariables(t *testing.T) {
 			c.DataDir, c.CommandRetention, c.ResultRetention, c.DeadLetterRetention, c.StateTTL = dir, cmds, results, deadLetters, ttl
 		})
 		defer m.Close()
-		nc, err := nats.Connect(m.NATSURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, js := testworld.Connect(t, m.NATSURL)
 		for name, want := range map[string]time.Duration{"FRONTPAY_COMMANDS": cmds, "FRONTPAY_RESULTS": results, "FRONTPAY_DEADLETTER": deadLetters, "KV_frontpay_state": ttl} {
 			s, err := js.Stream(t.Context(), name)
 			if err != nil {

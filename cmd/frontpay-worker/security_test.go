@@ -9,10 +9,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,8 +24,9 @@ import (
 
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
-	"github.com/nordpay/frontpay-worker/internal/embedded"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/schemas"
+	"github.com/nordpay/frontpay-worker/status"
 )
 
 // Recognisable secrets and personal data: none may leak from the worker.
@@ -169,36 +169,20 @@ func TestNoSecretsOrPersonalData(t *testing.T) {
 }
 
 func leakScenario(t *testing.T, format string) {
-	ns, err := embedded.Start(embedded.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	sb := sandbox.New(sandbox.Options{Token: leakToken, RateLimit: -1, Seed: 11, CallbackSecret: leakCBSecret})
-	api := httptest.NewServer(sb)
-	t.Cleanup(api.Close)
-	t.Cleanup(sb.Close)
+	ns := testworld.JetStream(t)
+	api := testworld.Sandbox(t, sandbox.Options{Token: leakToken, RateLimit: -1, Seed: 11, CallbackSecret: leakCBSecret})
 
 	httpAddr := freeAddr(t)
 	base := "http://" + httpAddr
 	env := append(os.Environ(), asWorker+"=1",
-		"NATS_URL="+ns.ClientURL(), "FRONTPAY_API_URL="+api.URL, "FRONTPAY_API_TOKEN="+leakToken,
+		"NATS_URL="+ns.URL, "FRONTPAY_API_URL="+api.URL, "FRONTPAY_API_TOKEN="+leakToken,
 		"FRONTPAY_CALLBACK_SECRET="+leakCBSecret, "FRONTPAY_HTTP_ADDR="+httpAddr, "FRONTPAY_HISTORY_POLL=1s",
 		"FRONTPAY_API_TIMEOUT=5s", "FRONTPAY_ACK_WAIT=2s", "FRONTPAY_PIN_TTL=3s", "FRONTPAY_LEASE_MARGIN=500ms", "FRONTPAY_MAX_ATTEMPTS=2",
 		"FRONTPAY_RETRY_INITIAL=50ms", "FRONTPAY_RETRY_MAX=200ms", "FRONTPAY_DRAIN_TIMEOUT=5s",
 		"FRONTPAY_LOG_FORMAT="+format, "FRONTPAY_LOG_LEVEL=debug")
-	var output syncBuffer
+	var output testworld.SyncBuffer
 	worker := startWorkerInto(t, env, &output)
-
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := ns.JS
 	var answers []string // every HTTP answer of the worker: status, headers and body
 	get := func(path string, header http.Header) int {
 		t.Helper()
@@ -218,13 +202,13 @@ func leakScenario(t *testing.T, format string) {
 		answers = append(answers, fmt.Sprintf("%d %v %s", resp.StatusCode, resp.Header, b))
 		return resp.StatusCode
 	}
-	waitFor(t, "the worker to be ready", func() bool { return get("/readyz", nil) == http.StatusOK })
+	testworld.WaitFor(t, func() bool { return get("/readyz", nil) == http.StatusOK }, "the worker to be ready")
 
 	results := func() []schemas.Event { return readStream(t, js, "FRONTPAY_RESULTS") }
 	resultOf := func(id string) schemas.Event {
 		t.Helper()
 		var got schemas.Event
-		waitFor(t, "the result of "+id, func() bool {
+		testworld.WaitFor(t, func() bool {
 			for _, ev := range results() {
 				if ev.CausationID == id {
 					got = ev
@@ -232,7 +216,7 @@ func leakScenario(t *testing.T, format string) {
 				}
 			}
 			return false
-		})
+		}, "the result of "+id)
 		return got
 	}
 	must := func(ev schemas.Event, typ string) {
@@ -243,14 +227,14 @@ func leakScenario(t *testing.T, format string) {
 	}
 	statusEvent := func(status string) {
 		t.Helper()
-		waitFor(t, "a "+status+" status event", func() bool {
+		testworld.WaitFor(t, func() bool {
 			for _, ev := range results() {
 				if ev.Type == "reservation.status.changed" && strings.Contains(string(ev.Data), `"status":"`+status+`"`) {
 					return true
 				}
 			}
 			return false
-		})
+		}, "a "+status+" status event")
 	}
 
 	customer := map[string]any{
@@ -278,7 +262,7 @@ func leakScenario(t *testing.T, format string) {
 		t.Fatal(err)
 	}
 	uuid := submitted.Response.ReservationUUID
-	if err := sb.Pay(uuid); err != nil {
+	if err := api.Pay(uuid); err != nil {
 		t.Fatal(err)
 	}
 	statusEvent("reserved")
@@ -289,7 +273,7 @@ func leakScenario(t *testing.T, format string) {
 	must(resultOf(publishCommand(t, js, frontpay.ReservationResend, map[string]any{
 		"reservationUuid": uuid, "countryCode": "+47", "msisdn": "41234567", "email": "secret.person@example.no",
 	})), "reservation.resend.succeeded")
-	d, err := mustClient(t, api.URL).Details(t.Context(), uuid)
+	d, err := api.Client(t, leakToken).Details(t.Context(), uuid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,6 +344,7 @@ func leakScenario(t *testing.T, format string) {
 		q.Set("checksum", sandbox.Checksum(leakCBSecret, uuid, status, amount, ts))
 		return get("/callbacks/frontpay?"+q.Encode(), header)
 	}
+	verified := statusChanges(t, base, status.SourceCallback, status.Published, status.Duplicate, status.Failed)
 	if c := callback(uuid, "captured", "40.00", "visa"); c != http.StatusAccepted {
 		t.Fatalf("the genuine callback: %d", c)
 	}
@@ -381,8 +366,14 @@ func leakScenario(t *testing.T, format string) {
 	get("/healthz", header)
 	get("/no/such/path?email=secret.person%40example.no&token="+leakToken, header)
 
-	// Let the verifications and a history poll run, then stop the worker and read everything.
-	time.Sleep(2 * time.Second)
+	// Let the genuine callback's verification (a read at the API) settle, and then a history poll
+	// read the reservation's entries again, so that what they log and publish is searched too;
+	// then stop the worker and read everything.
+	testworld.WaitFor(t, func() bool {
+		return statusChanges(t, base, status.SourceCallback, status.Published, status.Duplicate, status.Failed) > verified
+	}, "the genuine callback's verification")
+	polled := statusChanges(t, base, status.SourceHistory)
+	testworld.WaitFor(t, func() bool { return statusChanges(t, base, status.SourceHistory) > polled }, "a history poll after the callbacks")
 	if err := worker.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -427,31 +418,29 @@ func leakScenario(t *testing.T, format string) {
 	}
 }
 
-// startWorkerInto is startWorker with the process's output going to out.
-func startWorkerInto(t *testing.T, env []string, out *syncBuffer) *exec.Cmd {
+// statusChanges returns how many status changes from source (status.SourceCallback or
+// status.SourceHistory) that ended with one of outcomes (any, with none) the worker at base has
+// counted, as its /metrics shows them.
+func statusChanges(t *testing.T, base, source string, outcomes ...string) float64 {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "run")
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+	code, body := testworld.Get(t, base+"/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("/metrics: %d\n%s", code, body)
 	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
+	n := 0.0
+	for line := range strings.Lines(string(body)) {
+		series, value, _ := strings.Cut(strings.TrimSpace(line), " ")
+		if !strings.HasPrefix(series, "frontpay_status_changes_total{") || !strings.Contains(series, `source="`+source+`"`) ||
+			(len(outcomes) > 0 && !slices.ContainsFunc(outcomes, func(o string) bool { return strings.Contains(series, `outcome="`+o+`"`) })) {
+			continue
 		}
-	})
-	return cmd
-}
-
-func mustClient(t *testing.T, apiURL string) *frontpay.Client {
-	t.Helper()
-	c, err := frontpay.New(apiURL, leakToken)
-	if err != nil {
-		t.Fatal(err)
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			t.Fatalf("/metrics: %q", line)
+		}
+		n += v
 	}
-	return c
+	return n
 }
 
 // TestStartErrorsHideToken fails the worker's start in ways that print an error, and checks that
@@ -463,7 +452,7 @@ func TestStartErrorsHideToken(t *testing.T) {
 		Concurrency: 1, AckWait: time.Second, PinnedTTL: 3 * time.Second, DrainTimeout: time.Second, LeaseMargin: time.Millisecond,
 		Replicas: 1, WorkerName: "test", LogFormat: "json", LogLevel: "debug",
 	}
-	var logs syncBuffer
+	var logs testworld.SyncBuffer
 	m := NewMain(cfg, newLogger(&logs, "json", "debug"))
 	m.EmbeddedAddr = "127.0.0.1:0"
 	err := m.Run(t.Context())

@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/nordpay/frontpay-worker/frontpay"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
 
@@ -152,24 +153,11 @@ func startSecureNATS(t *testing.T, p pki, secure func(*server.Options)) *server.
 	}
 	opts := &server.Options{
 		ServerName: "frontpay-tls-test", Host: "127.0.0.1", Port: server.RANDOM_PORT,
-		JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+		JetStream: true, StoreDir: t.TempDir(),
 		TLS: true, TLSVerify: true, TLSConfig: tc, TLSTimeout: 2, AuthTimeout: 2,
 	}
 	secure(opts)
-	ns, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if os.Getenv("FRONTPAY_TEST_NATS_LOG") != "" {
-		opts.NoLog = false
-		ns.ConfigureLogger()
-	}
-	ns.Start()
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("the TLS server is not ready")
-	}
-	return ns
+	return testworld.Server(t, opts)
 }
 
 // secureConfig is startMain's configuration against a remote server.
@@ -184,9 +172,9 @@ func secureConfig(t *testing.T, apiURL string, nc NATSConfig) *Config {
 }
 
 // runSecure runs Main with cfg, giving up after limit; it returns the log and Run's error.
-func runSecure(t *testing.T, cfg *Config, limit time.Duration) (*Main, *syncBuffer, error) {
+func runSecure(t *testing.T, cfg *Config, limit time.Duration) (*Main, *testworld.SyncBuffer, error) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testworld.SyncBuffer{}
 	m := NewMain(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	ctx, cancel := context.WithTimeout(t.Context(), limit)
 	defer cancel()
@@ -197,27 +185,15 @@ func runSecure(t *testing.T, cfg *Config, limit time.Duration) (*Main, *syncBuff
 
 // secureCapture runs one capture end to end through the worker: the test's own connection
 // (TLS and the options given) publishes it and reads its success.
-func secureCapture(t *testing.T, url string, sb *sandboxServer, opts ...nats.Option) {
+func secureCapture(t *testing.T, url string, sb *testworld.API, opts ...nats.Option) {
 	t.Helper()
-	nc, err := nats.Connect(url, opts...)
-	if err != nil {
-		t.Fatalf("the test's own connection: %v", err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	api, err := frontpay.New(sb.URL, sandboxToken)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uuid, line := paidReservation(t, api, sb.Sandbox)
+	_, js := testworld.Connect(t, url, opts...) // the test's own connection
+	uuid, line := paidReservation(t, sb.Client(t, sandboxToken), sb.Sandbox)
 	id := publishCommand(t, js, frontpay.ReservationCapture, map[string]any{
 		"reservationUuid": uuid, "grandTotal": 40, "products": []any{map[string]any{"id": line, "amount": 40}},
 	})
 	var got *schemas.Event
-	waitFor(t, "the capture's result", func() bool {
+	testworld.WaitFor(t, func() bool {
 		for _, ev := range readStream(t, js, "FRONTPAY_RESULTS") {
 			if ev.CausationID == id {
 				got = &ev
@@ -225,7 +201,7 @@ func secureCapture(t *testing.T, url string, sb *sandboxServer, opts ...nats.Opt
 			}
 		}
 		return false
-	})
+	}, "the capture's result")
 	if got.Type != "reservation.capture.succeeded" {
 		t.Fatalf("capture over TLS: %s %s", got.Type, got.Data)
 	}
@@ -400,7 +376,7 @@ type refusal struct {
 }
 
 // checkRefusals starts a worker with each edit of good and checks what it does.
-func checkRefusals(t *testing.T, sb *sandboxServer, good NATSConfig, cases []refusal, probe func(t *testing.T) bool) {
+func checkRefusals(t *testing.T, sb *testworld.API, good NATSConfig, cases []refusal, probe func(t *testing.T) bool) {
 	t.Helper()
 	const limit = 3 * time.Second
 	for _, tc := range cases {

@@ -11,25 +11,30 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
-	"github.com/nordpay/frontpay-worker/internal/embedded"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
+
+// toolsWorld runs a whole worker (startMain) against a sandbox of its own, points the tools at its
+// NATS server (NATS_URL), and connects the test to it.
+func toolsWorld(t *testing.T) (*testworld.API, jetstream.JetStream) {
+	t.Helper()
+	sb := newSandbox(t)
+	m := startMain(t, sb.URL)
+	t.Setenv("NATS_URL", m.NATSURL)
+	_, js := testworld.Connect(t, m.NATSURL)
+	return sb, js
+}
 
 // TestReplayFailedRefund fails a refund while the API is down, replays it once the API is back,
 // and checks that the refund happened once and that nothing is replayed a second time.
 func TestReplayFailedRefund(t *testing.T) {
-	sb := newSandbox(t)
-	m := startMain(t, sb.URL)
-	t.Setenv("NATS_URL", m.NATSURL)
-	api, err := frontpay.New(sb.URL, sandboxToken)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sb, js := toolsWorld(t)
+	api := sb.Client(t, sandboxToken)
 	uuid, line := paidReservation(t, api, sb.Sandbox)
 	captured, err := api.Capture(t.Context(), uuid, &frontpay.CaptureRequest{
 		Products: frontpay.Lines[frontpay.CaptureLine]{{ID: line, Amount: frontpay.Num("100")}}, GrandTotal: frontpay.Num("100"),
@@ -54,7 +59,6 @@ func TestReplayFailedRefund(t *testing.T) {
 	}
 	sb.SetFault(frontpay.ReservationRefund, sandbox.Fault{})
 	// stored reports whether the results stream holds a refund-1 event of type typ.
-	js := jetStream(t, m.NATSURL)
 	stored := func(typ string) func() bool {
 		return func() bool {
 			return slices.ContainsFunc(readStream(t, js, "FRONTPAY_RESULTS"), func(ev schemas.Event) bool {
@@ -63,7 +67,7 @@ func TestReplayFailedRefund(t *testing.T) {
 		}
 	}
 	// publish saw the failure as it was published: wait until the results stream has stored it.
-	waitFor(t, "the failure on the results stream", stored("reservation.refund.failed"))
+	testworld.WaitFor(t, stored("reservation.refund.failed"), "the failure on the results stream")
 
 	replay := func(args ...string) string {
 		t.Helper()
@@ -85,8 +89,8 @@ func TestReplayFailedRefund(t *testing.T) {
 	if got := replay("--yes"); !strings.Contains(got, "replayed reservation.refund key=refund-1") || !strings.Contains(got, "1 selected, 1 replayed") {
 		t.Fatalf("replay:\n%s", got)
 	}
-	waitFor(t, "the replayed refund", func() bool { return refunds(sb.Sandbox) == 1 })
-	waitFor(t, "the replay's success event", stored("reservation.refund.succeeded"))
+	testworld.WaitFor(t, func() bool { return refunds(sb.Sandbox) == 1 }, "the replayed refund")
+	testworld.WaitFor(t, stored("reservation.refund.succeeded"), "the replay's success event")
 	if got := replay("--yes"); !strings.Contains(got, "0 replayed") || !strings.Contains(got, "skipped: 1 succeeded since") {
 		t.Fatalf("a second replay after the success:\n%s", got)
 	}
@@ -105,33 +109,11 @@ func refunds(sb *sandbox.Sandbox) int {
 	return n
 }
 
-// jetStream connects the test to a NATS server.
-func jetStream(t *testing.T, url string) jetstream.JetStream {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
-
 // TestReplaySelection fails commands of every kind replay must tell apart, then checks its
 // limit, its summary, its progress report and its confirmation, against a running worker.
 func TestReplaySelection(t *testing.T) {
-	sb := newSandbox(t)
-	m := startMain(t, sb.URL)
-	t.Setenv("NATS_URL", m.NATSURL)
-	js := jetStream(t, m.NATSURL)
-	api, err := frontpay.New(sb.URL, sandboxToken)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uuid, _ := paidReservation(t, api, sb.Sandbox)
+	sb, js := toolsWorld(t)
+	uuid, _ := paidReservation(t, sb.Client(t, sandboxToken), sb.Sandbox)
 
 	// Three details while the API fails them: upstream_unavailable, which exits 1.
 	sb.SetFault(frontpay.ReservationDetails, sandbox.Fault{ErrorShare: 1})
@@ -149,14 +131,14 @@ func TestReplaySelection(t *testing.T) {
 	}
 	// A command too large to be carried in its failure: invalid_command with "command": null.
 	huge := publishCommand(t, js, frontpay.ReservationDetails, map[string]any{"reservationUuid": "RES1", "note": strings.Repeat("x", schemas.MaxCommandBytes)})
-	waitFor(t, "the oversized command's failure", func() bool {
+	testworld.WaitFor(t, func() bool {
 		for _, ev := range readStream(t, js, "FRONTPAY_RESULTS") {
 			if ev.CausationID == huge || ev.IdempotencyKey == huge {
 				return true
 			}
 		}
 		return false
-	})
+	}, "the oversized command's failure")
 	sb.SetFault(frontpay.ReservationDetails, sandbox.Fault{})
 	sb.SetFault(frontpay.ReservationSubmit, sandbox.Fault{})
 	submits := func() int {
@@ -219,7 +201,7 @@ func TestReplaySelection(t *testing.T) {
 		}
 		return ok
 	}
-	waitFor(t, "the replayed details' successes", func() bool { return succeeded() == 2 })
+	testworld.WaitFor(t, func() bool { return succeeded() == 2 }, "the replayed details' successes")
 
 	// On a terminal, answered yes: d3 now; d1 and d2 have succeeded since.
 	out, errOut, code = cliRun(t, settings{interactive: true}, "y\n", "replay", "--since", "1h", "--operation", "reservation.details")
@@ -241,11 +223,11 @@ func TestReplaySelection(t *testing.T) {
 	}
 
 	// A failure event the worker did not record, published by someone else: counted, not replayed.
-	waitFor(t, "the replayed details' successes", func() bool { return succeeded() == 3 })
-	forged := forgeFailure(t, js, frontpay.ReservationDetails, "forged", map[string]any{"reservationUuid": uuid})
-	waitFor(t, "the forged failure on the results stream", func() bool {
+	testworld.WaitFor(t, func() bool { return succeeded() == 3 }, "the replayed details' successes")
+	forged := testworld.ForgeFailure(t, js, "", frontpay.ReservationDetails, "forged", map[string]any{"reservationUuid": uuid}).ID
+	testworld.WaitFor(t, func() bool {
 		return slices.ContainsFunc(readStream(t, js, "FRONTPAY_RESULTS"), func(ev schemas.Event) bool { return ev.ID == forged })
-	})
+	}, "the forged failure on the results stream")
 	out, errOut, code = cliRun(t, settings{}, "", "replay", "--since", "1h", "--operation", "reservation.details", "--yes")
 	if code != exitOK || strings.Contains(out, "key=forged") || !strings.Contains(out, "0 replayed") ||
 		!strings.Contains(out, "skipped: 3 succeeded since; 1 no command in the failure event to replay; 1 not the failure the worker recorded for the key") {
@@ -254,32 +236,6 @@ func TestReplaySelection(t *testing.T) {
 	if n := replays(t, js); n != 3 {
 		t.Fatalf("%d replays published, want 3", n)
 	}
-}
-
-// forgeFailure publishes on the result subject of op a failure event that no worker recorded,
-// carrying a valid command of key, and returns its id.
-func forgeFailure(t *testing.T, js jetstream.JetStream, op frontpay.Operation, key string, data any) string {
-	t.Helper()
-	_, cmd, err := newCommand(op, "mallory", key, "", data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ev, err := schemas.NewFailure("mallory", schemas.OriginOf(op, cmd), schemas.Failure{
-		Reason: schemas.UpstreamUnavailable, Retryable: true, Message: "retryBudgetExhausted",
-		Errors: json.RawMessage("null"), Attempts: 8, Command: cmd,
-	}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := nats.NewMsg(schemas.ResultSubject("", op, false))
-	if m.Data, err = json.Marshal(ev); err != nil {
-		t.Fatal(err)
-	}
-	m.Header.Set(jetstream.MsgIDHeader, ev.ID)
-	if _, err := js.PublishMsg(t.Context(), m); err != nil {
-		t.Fatal(err)
-	}
-	return ev.ID
 }
 
 // replays counts the replayed commands in the command stream.
@@ -334,16 +290,9 @@ func TestPublishRefusesAnInvalidCommand(t *testing.T) {
 
 // TestLagCheck reads a known backlog with no worker running, as a table, as JSON and as a check.
 func TestLagCheck(t *testing.T) {
-	ns, err := embedded.Start(embedded.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Shutdown()
-	t.Setenv("NATS_URL", ns.ClientURL())
-	js := jetStream(t, ns.ClientURL())
-	if _, err := (consumer.Topology{AckWait: time.Second}).Ensure(t.Context(), js); err != nil {
-		t.Fatal(err)
-	}
+	ns := testworld.JetStream(t, testworld.WithTopology(consumer.Topology{AckWait: time.Second}))
+	t.Setenv("NATS_URL", ns.URL)
+	js := ns.JS
 	for range 3 {
 		publishCommand(t, js, frontpay.ReservationDetails, map[string]any{"reservationUuid": "RES1"})
 	}

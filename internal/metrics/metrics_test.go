@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"runtime"
 	"slices"
@@ -16,13 +14,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
 	"github.com/nordpay/frontpay-worker/internal/buildinfo"
-	"github.com/nordpay/frontpay-worker/internal/embedded"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/publisher"
 	"github.com/nordpay/frontpay-worker/schemas"
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,10 +28,7 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-const (
-	metricToken = "metrics-test-token-5ecret"
-	patience    = 60 * time.Second
-)
+const metricToken = "metrics-test-token-5ecret"
 
 // metricWorld is an embedded NATS server over TCP with the topology, a sandbox over HTTP and
 // the metrics, and a worker once started.
@@ -42,109 +36,53 @@ type metricWorld struct {
 	js      jetstream.JetStream
 	kv      jetstream.KeyValue
 	topo    consumer.Topology
-	sb      *sandbox.Sandbox
+	sb      *testworld.API
 	api     *frontpay.Client // the test's own client, for seeding reservations
-	apiURL  string
 	metrics *Metrics
 	scrape  string // the metrics endpoint's URL
 }
 
 func metricSetup(t *testing.T) *metricWorld {
 	t.Helper()
-	srv, err := embedded.Start(embedded.Options{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
 	w := &metricWorld{topo: consumer.Topology{AckWait: 10 * time.Second}}
-	if w.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
-	if w.kv, err = w.topo.Ensure(t.Context(), w.js); err != nil {
-		t.Fatal(err)
-	}
-	w.sb = sandbox.New(sandbox.Options{Token: metricToken, RateLimit: -1, Seed: 3})
-	api := httptest.NewServer(w.sb)
-	t.Cleanup(api.Close)
-	w.apiURL = api.URL
-	if w.api, err = frontpay.New(api.URL, metricToken, frontpay.WithTimeout(10*time.Second)); err != nil {
-		t.Fatal(err)
-	}
+	n := testworld.JetStream(t, testworld.WithTopology(w.topo))
+	w.js, w.kv = n.JS, n.KV
+	w.sb = testworld.Sandbox(t, sandbox.Options{Token: metricToken, RateLimit: -1, Seed: 3})
+	w.api = w.sb.Client(t, metricToken, frontpay.WithTimeout(10*time.Second))
+	var err error
 	if w.metrics, err = New(prometheus.NewRegistry(), func(ctx context.Context) ([]consumer.ConsumerLag, error) {
 		return w.topo.Lag(ctx, w.js, "")
 	}); err != nil {
 		t.Fatal(err)
 	}
-	h := httptest.NewServer(w.metrics.Handler())
-	t.Cleanup(h.Close)
-	w.scrape = h.URL + "/metrics"
+	w.scrape = testworld.Serve(t, w.metrics.Handler()) + "/metrics"
 	return w
 }
 
 // startWorker runs a worker that reports to the metrics until the test ends.
 func (w *metricWorld) startWorker(t *testing.T) {
 	t.Helper()
-	client, err := frontpay.New(w.apiURL, metricToken, frontpay.WithTimeout(10*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
 	wk := consumer.New(consumer.Config{
 		Topology: w.topo, Source: "metrics-test", Instance: "metrics-test-1",
 		MaxAttempts: 4, RetryInitial: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond,
 		APITimeout: 10 * time.Second, Concurrency: 8, DrainTimeout: 10 * time.Second, LeaseMargin: time.Second,
 		Observer: w.metrics.For(""),
-	}, w.js, w.kv, client, publisher.New(w.js, nil, 5*time.Second))
-	ctx, cancel := context.WithCancel(context.Background())
-	ready, done := make(chan struct{}), make(chan error, 1)
-	go func() { done <- wk.Run(ctx, func() { close(ready) }) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("worker: %v", err)
-		}
-	})
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("worker stopped: %v", err)
-	case <-time.After(patience):
-		t.Fatal("worker not consuming")
-	}
+	}, w.js, w.kv, w.sb.Client(t, metricToken, frontpay.WithTimeout(10*time.Second)), publisher.New(w.js, nil, 5*time.Second))
+	testworld.Run(t, "worker", wk.Run)
 }
 
-// metricCommand is a command event of op with idempotency key key (its id when empty).
+// metricCommand is a command event of op with idempotency key key (its id when empty), unchecked:
+// the backlog's captures are not valid commands.
 func metricCommand(t *testing.T, op frontpay.Operation, key string, data any) (id string, raw []byte) {
 	t.Helper()
-	b, err := json.Marshal(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id = schemas.NewID()
-	raw, err = json.Marshal(schemas.Event{
-		SpecVersion: "1.0", ID: id, Source: "shop/metrics-test", Type: schemas.CommandSubject("", op),
-		Time: time.Now().UTC().Format(time.RFC3339), DataContentType: "application/json",
-		IdempotencyKey: key, Data: b,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id, raw
+	c := testworld.NewCommand(t, op, data, func(e *schemas.Event) { e.Source, e.IdempotencyKey = "shop/metrics-test", key })
+	return c.ID, c.Raw
 }
 
 // publish stores raw on op's command subject with Nats-Msg-Id msgID.
 func (w *metricWorld) publish(t *testing.T, op frontpay.Operation, msgID string, raw []byte) {
 	t.Helper()
-	m := nats.NewMsg(schemas.CommandSubject(w.topo.Prefix, op))
-	m.Data = raw
-	m.Header.Set(jetstream.MsgIDHeader, msgID)
-	if _, err := w.js.PublishMsg(t.Context(), m); err != nil {
-		t.Fatal(err)
-	}
+	testworld.Publish(t, w.js, testworld.CommandMsg(w.topo.Prefix, op, msgID, raw))
 }
 
 // settled waits until every consumer has delivered and acknowledged everything: every command
@@ -152,23 +90,23 @@ func (w *metricWorld) publish(t *testing.T, op frontpay.Operation, msgID string,
 // last).
 func (w *metricWorld) settled(t *testing.T, what string) {
 	t.Helper()
-	deadline := time.Now().Add(patience)
-	for {
+	var lags []consumer.ConsumerLag
+	var err error
+	defer func() {
+		if t.Failed() {
+			t.Logf("%s: the consumers when last read: %+v (%v)", what, lags, err)
+		}
+	}()
+	testworld.WaitFor(t, func() bool {
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-		lags, err := w.topo.Lag(ctx, w.js, "")
-		cancel()
+		defer cancel()
+		lags, err = w.topo.Lag(ctx, w.js, "")
 		busy := err != nil
 		for _, l := range lags {
 			busy = busy || l.Pending > 0 || l.AckPending > 0
 		}
-		if !busy {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: consumers not settled: %+v (%v)", what, lags, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return !busy
+	}, what+": the consumers to settle")
 }
 
 // reservation submits a reservation of 300 + 700 NOK straight to the sandbox; paid, the customer
@@ -211,17 +149,9 @@ func (w *metricWorld) scrapeNow(t *testing.T) (string, map[string]*dto.MetricFam
 
 func metricScrape(t *testing.T, url string) (string, map[string]*dto.MetricFamily) {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("scrape: %s\n%s", resp.Status, body)
+	code, body := testworld.Get(t, url)
+	if code != http.StatusOK {
+		t.Fatalf("scrape: %d\n%s", code, body)
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := parser.TextToMetricFamilies(strings.NewReader(string(body)))
@@ -389,15 +319,12 @@ func TestMetricsOfAScriptedRun(t *testing.T) {
 
 	// One wait for the rate limit, in a client with the metrics' hooks: held back by a 429's
 	// pause (Retry-After: 1), capped at 100ms.
-	client, err := frontpay.New(w.apiURL, metricToken, frontpay.WithRetryAfterMax(100*time.Millisecond), frontpay.WithHooks(w.metrics.For("").ClientHooks()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	hooked := w.sb.Client(t, metricToken, frontpay.WithRetryAfterMax(100*time.Millisecond), frontpay.WithHooks(w.metrics.For("").ClientHooks()))
 	w.sb.SetFault(frontpay.ReservationHistory, sandbox.Fault{TooManyShare: 1, Times: 1})
-	if _, err := client.History(t.Context(), time.Time{}, time.Time{}); frontpay.Classify(err) != frontpay.Retryable {
+	if _, err := hooked.History(t.Context(), time.Time{}, time.Time{}); frontpay.Classify(err) != frontpay.Retryable {
 		t.Fatalf("want a 429, got %v", err)
 	}
-	if _, err := client.History(t.Context(), time.Time{}, time.Time{}); err != nil {
+	if _, err := hooked.History(t.Context(), time.Time{}, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -549,9 +476,7 @@ func TestMetricsLagUnreadable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := httptest.NewServer(m.Handler())
-	defer h.Close()
-	_, fams := metricScrape(t, h.URL)
+	_, fams := metricScrape(t, testworld.Serve(t, m.Handler()))
 	if v := value(fams, "frontpay_consumer_lag_up", nil); v != 0 {
 		t.Errorf("frontpay_consumer_lag_up %v, want 0", v)
 	}
@@ -580,9 +505,7 @@ func TestMetricsLabelsStayBounded(t *testing.T) {
 	o.Outcome("reservation.RES1234567890", false, "customer kari@example.no")
 	o.APICall("x", 1234, time.Millisecond)
 	o.ReadBack(frontpay.ReservationCapture, "maybe RES1234567890")
-	h := httptest.NewServer(m.Handler())
-	defer h.Close()
-	body, fams := metricScrape(t, h.URL)
+	body, fams := metricScrape(t, testworld.Serve(t, m.Handler()))
 	if strings.Contains(body, "RES1234567890") || strings.Contains(body, "kari") {
 		t.Errorf("data in the labels:\n%s", body)
 	}
@@ -607,9 +530,7 @@ func TestMetricsBuildInfo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := httptest.NewServer(m.Handler())
-	defer h.Close()
-	_, fams := metricScrape(t, h.URL)
+	_, fams := metricScrape(t, testworld.Serve(t, m.Handler()))
 	bi := buildinfo.Read()
 	want := map[string]string{"version": bi.Version, "commit": bi.Commit, "goversion": runtime.Version()}
 	if v := value(fams, "frontpay_build_info", want); v != 1 {
