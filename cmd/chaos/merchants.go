@@ -261,17 +261,20 @@ func (r *merchantsRun) owners(ctx context.Context, since time.Time) (map[string]
 
 // awaitOwners polls the owners' reports written after since until every merchant has one and
 // ok holds of them; with stable, also the same owners in two rounds of reports (the second
-// written after the first was read). On timeout it returns the last owners seen and an error.
+// written after the first was read). On timeout it returns the last owners seen of every
+// merchant (else the last seen at all) and an error.
 func (r *merchantsRun) awaitOwners(ctx context.Context, since time.Time, timeout time.Duration, stable bool, ok func(map[string]int) bool) (map[string]int, error) {
 	deadline := time.Now().Add(timeout)
 	var prev, last map[string]int
+	complete := false
 	for {
 		at := time.Now()
 		own, err := r.owners(ctx, since)
-		if err == nil {
+		if err == nil && (!complete || len(own) == len(r.cl.merchants)) {
 			last = own
 		}
 		if err == nil && len(own) == len(r.cl.merchants) {
+			complete = true
 			switch {
 			case !stable && ok(own), stable && prev != nil && maps.Equal(prev, own) && ok(own):
 				return own, nil
@@ -280,7 +283,7 @@ func (r *merchantsRun) awaitOwners(ctx context.Context, since time.Time, timeout
 			}
 		}
 		if time.Now().After(deadline) {
-			return last, fmt.Errorf("not so within %s", timeout)
+			return last, fmt.Errorf("not so within %s", timeout.Round(100*time.Millisecond))
 		}
 		select {
 		case <-ctx.Done():
