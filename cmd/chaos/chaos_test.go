@@ -313,6 +313,37 @@ func TestKillPoint(t *testing.T) {
 	}
 }
 
+// TestMovesForEveryMerchant: phase 2 gives every merchant captures or charges, however its
+// reservations came back, so that each has commands after the merchants scenario's kill.
+func TestMovesForEveryMerchant(t *testing.T) {
+	cfg := shortConfig().forMerchants()
+	cfg.Seed = 7
+	d := newDriver(cfg, nil, nil, nil, t.Logf)
+	// The reservations in the order their submits were answered: here shop00's two are the 4th
+	// and the 11th, which a rule counted over all reservations would both keep for a cancel.
+	var order []string
+	for i := range cfg.Reservations {
+		order = append(order, d.merchants[i%len(d.merchants)])
+	}
+	order = slices.DeleteFunc(order, func(m string) bool { return m == "shop00" })
+	order = slices.Insert(order, 3, "shop00")
+	order = slices.Insert(order, 10, "shop00")
+	var rs []*resv
+	for i, m := range order {
+		rs = append(rs, &resv{merchant: m, uuid: fmt.Sprintf("RES%d", 1000+i), amounts: []int64{100, 50}, captured: map[int64]int64{}, grand: 150,
+			lines: []line{{id: int64(300 + 2*i), amount: 100}, {id: int64(301 + 2*i), amount: 50}}})
+	}
+	_, moves, _ := d.planMoves(rs, (cfg.Commands-cfg.Reservations)*45/100)
+	for _, m := range d.merchants {
+		if !slices.ContainsFunc(moves, func(p *planned) bool { return p.Merchant == m }) {
+			t.Errorf("merchant %s has no capture or charge", m)
+		}
+	}
+	if cut := killPoint(moves); cut == 0 {
+		t.Errorf("the kill comes before phase 2")
+	}
+}
+
 func TestParseScenarios(t *testing.T) {
 	for _, tc := range []struct {
 		args []string

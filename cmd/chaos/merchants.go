@@ -19,7 +19,11 @@ package main
 //  3. publishes part of the captures and charges, SIGKILLs the replica owning the most
 //     merchants, publishes the rest (so that each merchant has commands after the kill) and
 //     waits, within FRONTPAY_PIN_TTL plus takeoverMargin of the kill, until the survivors report
-//     owning every merchant;
+//     owning every merchant: each of the dead replica's in a report since the kill, each other
+//     one in its last report. (An owner reports only after commands came to it. The spreading
+//     may also move a merchant from one survivor to the other; if it has no commands left, its
+//     new owner reports it only once the next ones come: its last report then names the
+//     survivor it came from.)
 //  4. runs the rest of the workload; Verify's checks hold, each merchant's results and effects
 //     are its own, and the sandbox counted no token over MerchantRate requests in any minute.
 //
@@ -130,6 +134,7 @@ type merchantsRun struct {
 	progress func(format string, args ...any)
 
 	spread, takeover *Check
+	settled          map[string]int // merchant → replica, once the spreading settled
 	killedAt         time.Time
 	fig              merchantFigures
 }
@@ -239,8 +244,8 @@ type ownerReport struct {
 }
 
 // owners returns the replica that reports owning each merchant, from the reports written after
-// since; a merchant without one is left out.
-func (r *merchantsRun) owners(ctx context.Context, since time.Time) (map[string]int, error) {
+// since(merchant); a merchant without one is left out.
+func (r *merchantsRun) owners(ctx context.Context, since func(merchant string) time.Time) (map[string]int, error) {
 	out := map[string]int{}
 	for _, m := range r.cl.merchants {
 		e, err := r.kv.Get(ctx, consumer.KeyPrefixOwner+consumer.ConsumerFor(m))
@@ -251,7 +256,7 @@ func (r *merchantsRun) owners(ctx context.Context, since time.Time) (map[string]
 			return nil, err
 		}
 		var rep ownerReport
-		if json.Unmarshal(e.Value(), &rep) != nil || !rep.At.After(since) {
+		if json.Unmarshal(e.Value(), &rep) != nil || !rep.At.After(since(m)) {
 			continue
 		}
 		out[m], _ = r.replicaOf(rep.Instance)
@@ -259,11 +264,11 @@ func (r *merchantsRun) owners(ctx context.Context, since time.Time) (map[string]
 	return out, nil
 }
 
-// awaitOwners polls the owners' reports written after since until every merchant has one and
-// ok holds of them; with stable, also the same owners in two rounds of reports (the second
-// written after the first was read). On timeout it returns the last owners seen of every
+// awaitOwners polls the owners' reports written after since(merchant) until every merchant has
+// one and ok holds of them; with stable, also the same owners in two rounds of reports (the
+// second written after the first was read). On timeout it returns the last owners seen of every
 // merchant (else the last seen at all) and an error.
-func (r *merchantsRun) awaitOwners(ctx context.Context, since time.Time, timeout time.Duration, stable bool, ok func(map[string]int) bool) (map[string]int, error) {
+func (r *merchantsRun) awaitOwners(ctx context.Context, since func(string) time.Time, timeout time.Duration, stable bool, ok func(map[string]int) bool) (map[string]int, error) {
 	deadline := time.Now().Add(timeout)
 	var prev, last map[string]int
 	complete := false
@@ -279,7 +284,7 @@ func (r *merchantsRun) awaitOwners(ctx context.Context, since time.Time, timeout
 			case !stable && ok(own), stable && prev != nil && maps.Equal(prev, own) && ok(own):
 				return own, nil
 			case stable:
-				prev, since = own, at
+				prev, since = own, func(string) time.Time { return at }
 			}
 		}
 		if time.Now().After(deadline) {
@@ -347,12 +352,14 @@ func (r *merchantsRun) liveReplicas() []int {
 func (r *merchantsRun) checkSpread(ctx context.Context, since time.Time) {
 	lo, hi := spreadBounds(r.fig.Merchants, r.fig.Replicas)
 	live := r.liveReplicas()
-	own, err := r.awaitOwners(ctx, since, settleTimeout, true, func(own map[string]int) bool { return ownedBy(own, live, lo, hi) })
+	own, err := r.awaitOwners(ctx, func(string) time.Time { return since }, settleTimeout, true, func(own map[string]int) bool {
+		return ownedBy(own, live, lo, hi)
+	})
 	r.spread.Problems = nil
 	if err != nil {
 		r.spread.addf("%v: the owners last reported %s", err, describeOwners(own, r.cl.merchants))
 	}
-	r.fig.Settled = loadsOf(own)
+	r.settled, r.fig.Settled = own, loadsOf(own)
 	r.progress("spreading: %s (owners' reports)", describeOwners(own, r.cl.merchants))
 }
 
@@ -388,17 +395,23 @@ func (r *merchantsRun) kill(published, of int) {
 func (r *merchantsRun) checkTakeover(ctx context.Context) {
 	survivors := r.liveReplicas()
 	limit := r.killedAt.Add(r.cl.pinTTL() + takeoverMargin)
-	own, err := r.awaitOwners(ctx, r.killedAt, time.Until(limit), false, func(own map[string]int) bool {
+	since := func(m string) time.Time {
+		if owner, ok := r.settled[m]; ok && owner != r.fig.Victim {
+			return time.Time{} // a survivor's: its last report
+		}
+		return r.killedAt
+	}
+	own, err := r.awaitOwners(ctx, since, time.Until(limit), false, func(own map[string]int) bool {
 		return ownedBy(own, survivors, 0, len(own))
 	})
 	r.takeover.Problems = nil
 	if err != nil {
-		r.takeover.addf("%v: since the kill the owners reported %s", err, describeOwners(own, r.cl.merchants))
+		r.takeover.addf("%v: the owners reported %s", err, describeOwners(own, r.cl.merchants))
 	} else {
 		r.fig.TakeoverIn = time.Since(r.killedAt)
 	}
 	r.fig.Survivors = loadsOf(own)
-	r.progress("after the kill: %s (owners' reports since the kill)", describeOwners(own, r.cl.merchants))
+	r.progress("after the kill: %s (owners' reports)", describeOwners(own, r.cl.merchants))
 }
 
 // finish checks the tokens' traffic and adds the scenario's checks to v.

@@ -131,7 +131,7 @@ func merchantRows(row func(name, format string, args ...any), f *merchantFigures
 		if f.TakeoverIn > 0 {
 			took = "seen " + f.TakeoverIn.Round(100*time.Millisecond).String() + " after the SIGKILL"
 		}
-		row("take-over", "%s (owners' reports since the kill), %s", loads(f.Survivors), took)
+		row("take-over", "%s (owners' reports: the dead replica's merchants since the kill), %s", loads(f.Survivors), took)
 	}
 	row("tokens", "%d requests on %d merchants' tokens; busiest minute %d requests (%s); %d refused by the sandbox's limit",
 		f.Requests, f.Tokens, f.Busiest, f.BusiestToken, f.Limited)

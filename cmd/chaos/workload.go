@@ -481,8 +481,11 @@ func (d *driver) awaitMoves(ctx context.Context, movable []*resv, cmds []*planne
 // publish order, and the reservation of each command's key.
 func (d *driver) planMoves(rs []*resv, budget int) ([]*resv, []*planned, map[string]*resv) {
 	var movable []*resv
-	for i, r := range rs {
-		if i%7 == 3 { // one in seven stays reserved for a cancel
+	nth := map[string]int{}
+	for _, r := range rs {
+		// One in seven of each merchant's reservations, never its first, stays reserved for a
+		// cancel: every merchant has captures and charges.
+		if nth[r.merchant]++; nth[r.merchant]%7 == 4 {
 			r.cancel = true
 			continue
 		}
