@@ -339,6 +339,9 @@ func TestMovesForEveryMerchant(t *testing.T) {
 			t.Errorf("merchant %s has no capture or charge", m)
 		}
 	}
+	if cancels := slices.DeleteFunc(slices.Clone(rs), func(r *resv) bool { return !r.cancel }); len(cancels) == 0 || len(cancels) > len(rs)/5 {
+		t.Errorf("%d of %d reservations kept for a cancel", len(cancels), len(rs))
+	}
 	if cut := killPoint(moves); cut == 0 {
 		t.Errorf("the kill comes before phase 2")
 	}

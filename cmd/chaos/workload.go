@@ -484,8 +484,10 @@ func (d *driver) planMoves(rs []*resv, budget int) ([]*resv, []*planned, map[str
 	nth := map[string]int{}
 	for _, r := range rs {
 		// One in seven of each merchant's reservations, never its first, stays reserved for a
-		// cancel: every merchant has captures and charges.
-		if nth[r.merchant]++; nth[r.merchant]%7 == 4 {
+		// cancel: every merchant has captures and charges. The count starts further on for each
+		// merchant, so that merchants of few reservations have cancels too.
+		nth[r.merchant]++
+		if n := nth[r.merchant]; n > 1 && (n+slices.Index(d.merchants, r.merchant))%7 == 4 {
 			r.cancel = true
 			continue
 		}
