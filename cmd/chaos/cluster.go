@@ -205,8 +205,11 @@ func (c *cluster) startWorker(replica int) (*worker, error) {
 		if p.exited() {
 			return true
 		}
-		w.http = readyAddr(logPath)
-		return w.http != ""
+		addr := readyAddr(logPath)
+		w.mu.Lock()
+		w.http = addr
+		w.mu.Unlock()
+		return addr != ""
 	})
 	if err == nil && p.exited() {
 		err = fmt.Errorf("worker %s exited at start: %v (log %s)", p.name, p.err, logPath)

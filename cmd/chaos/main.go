@@ -39,6 +39,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -288,7 +289,10 @@ func run(ctx context.Context, cfg config, out io.Writer) (*summary, error) {
 	deadline := start.Add(cfg.Timeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline.Add(time.Minute)) // room to stop and verify
 	defer cancel()
+	var outMu sync.Mutex // the chaos goroutine reports too
 	progress := func(format string, args ...any) {
+		outMu.Lock()
+		defer outMu.Unlock()
 		fmt.Fprintf(out, "[%6.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}
 	sum := &summary{Config: cfg, Metrics: map[string]float64{}, Logs: map[string]int{}, Dropped: map[string]int{}}
