@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -18,13 +19,22 @@ import (
 // fixture is a small run that passes every check: a submit, a capture, a refund of it, a
 // resend and a cancel on another reservation, each with its result and its effect.
 type fixture struct {
-	cmds    []Command
-	results []Result
-	ledger  []sandbox.Effect
+	cmds      []Command
+	results   []Result
+	ledger    []sandbox.Effect
+	merchants map[string]string // reservation ("" for the submit) → merchant; nil: one merchant
 }
 
-func newFixture(t *testing.T) *fixture {
-	f := &fixture{}
+func newFixture(t *testing.T) *fixture { return buildFixture(t, nil) }
+
+// newMerchantsFixture is the fixture in a deployment of two merchants: RES1 and the submit's
+// RES3 are shop1's, RES2 is shop2's.
+func newMerchantsFixture(t *testing.T) *fixture {
+	return buildFixture(t, map[string]string{"": "shop1", "RES1": "shop1", "RES3": "shop1", "RES2": "shop2"})
+}
+
+func buildFixture(t *testing.T, merchants map[string]string) *fixture {
+	f := &fixture{merchants: merchants}
 	f.cmd("k-submit", frontpay.ReservationSubmit, "", "")
 	f.cmd("k-capture", frontpay.ReservationCapture, "RES1", "")
 	f.cmd("k-refund", frontpay.ReservationRefund, "RES1", refundMarker("CAP1", 4000))
@@ -52,7 +62,7 @@ func (f *fixture) cmd(key string, op frontpay.Operation, res, marker string) {
 	if marker == "" {
 		marker = keyMarker(op, key)
 	}
-	f.cmds = append(f.cmds, Command{Key: key, Op: op, Reservation: res, Order: len(f.cmds) + 1, Marker: marker, Copies: 1})
+	f.cmds = append(f.cmds, Command{Key: key, Op: op, Merchant: f.merchants[res], Reservation: res, Order: len(f.cmds) + 1, Marker: marker, Copies: 1})
 }
 
 func (f *fixture) find(key string) Command {
@@ -66,11 +76,15 @@ func (f *fixture) find(key string) Command {
 
 func (f *fixture) origin(key string) schemas.Origin {
 	c := f.find(key)
-	return schemas.Origin{Op: c.Op, CommandID: "id-" + key, Key: key, Resource: c.Reservation}
+	return schemas.Origin{Op: c.Op, CommandID: "id-" + key, Key: key, Resource: c.Reservation, Merchant: c.Merchant}
 }
 
 func (f *fixture) add(ev schemas.Event) {
-	f.results = append(f.results, Result{Seq: uint64(len(f.results) + 1), Event: ev})
+	subject := ev.Type
+	if ev.Merchant != "" {
+		subject = merchantsPrefix + ev.Merchant + "." + ev.Type
+	}
+	f.results = append(f.results, Result{Seq: uint64(len(f.results) + 1), Subject: subject, Event: ev})
 }
 
 func (f *fixture) succeed(t *testing.T, key string, response any) {
@@ -92,6 +106,9 @@ func (f *fixture) fail(t *testing.T, key string, reason schemas.Reason) {
 
 func (f *fixture) effect(op, uuid, ref string, cents int64, body string) {
 	e := sandbox.Effect{Seq: len(f.ledger) + 1, Op: op, UUID: uuid, Reference: ref, Cents: cents}
+	if f.merchants != nil {
+		e.Token = merchantToken(f.merchants[uuid])
+	}
 	if body != "" {
 		e.Body = json.RawMessage(body)
 	}
@@ -191,6 +208,182 @@ func TestVerifyFindsEachFault(t *testing.T) {
 	}
 }
 
+// TestVerifyMerchants breaks a clean run of two merchants in one way at a time: a result or an
+// effect of another merchant's must fail the merchants' check, and only it.
+func TestVerifyMerchants(t *testing.T) {
+	const check = "each merchant's commands answered on its own subjects"
+	for _, tc := range []struct {
+		name   string
+		mutate func(f *fixture)
+		fails  bool
+	}{
+		{"clean", func(*fixture) {}, false},
+		{"result names another merchant", func(f *fixture) { f.results[1].Event.Merchant = "shop2" }, true},
+		{"result without merchant", func(f *fixture) { f.results[5].Event.Merchant = "" }, true},
+		{"result on another merchant's subject", func(f *fixture) {
+			f.results[4].Subject = merchantsPrefix + "shop2." + f.results[4].Event.Type
+		}, true},
+		{"effect with another merchant's token", func(f *fixture) { f.ledger[2].Token = merchantToken("shop2") }, true},
+		{"effect with a reader's token", func(f *fixture) { f.ledger[5].Token = readerToken("shop2") }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newMerchantsFixture(t)
+			tc.mutate(f)
+			v := Verify(f.cmds, f.results, f.ledger)
+			got := failedChecks(v)
+			want := []string(nil)
+			if tc.fails {
+				want = []string{check}
+			}
+			if len(got) != len(want) || (len(want) == 1 && !strings.HasPrefix(got[0], check)) {
+				t.Fatalf("failed checks %q, want %q\n%s", got, want, problems(v))
+			}
+		})
+	}
+	// Without merchants the check is not made at all.
+	for _, c := range Verify(newFixture(t).cmds, nil, nil).Checks {
+		if strings.HasPrefix(c.Name, check) {
+			t.Errorf("a one-merchant run has the check %q", c.Name)
+		}
+	}
+}
+
+func TestSpreadBounds(t *testing.T) {
+	for _, tc := range []struct{ merchants, replicas, lo, hi int }{
+		{30, 3, 8, 12}, {30, 2, 12, 18}, {50, 3, 13, 20}, {3, 3, 0, 2},
+	} {
+		if lo, hi := spreadBounds(tc.merchants, tc.replicas); lo != tc.lo || hi != tc.hi {
+			t.Errorf("spreadBounds(%d, %d) = %d, %d; want %d, %d", tc.merchants, tc.replicas, lo, hi, tc.lo, tc.hi)
+		}
+	}
+}
+
+func TestOwnedBy(t *testing.T) {
+	even := map[string]int{}
+	for i, m := range merchantIDs(30) {
+		even[m] = i % 3
+	}
+	lopsided := maps.Clone(even)
+	for _, m := range merchantIDs(5) {
+		lopsided[m] = 2 // r0 8, r1 8, r2 14
+	}
+	stranger := maps.Clone(even)
+	stranger["shop07"] = -1
+	for _, tc := range []struct {
+		name     string
+		own      map[string]int
+		replicas []int
+		lo, hi   int
+		want     bool
+	}{
+		{"even", even, []int{0, 1, 2}, 8, 12, true},
+		{"one replica over", lopsided, []int{0, 1, 2}, 8, 12, false},
+		{"a replica owns nothing", even, []int{0, 1, 2, 3}, 8, 12, false},
+		{"a merchant of a dead replica", even, []int{1, 2}, 0, 30, false},
+		{"a process of no replica", stranger, []int{0, 1, 2}, 0, 30, false},
+		{"survivors own all", map[string]int{"a": 1, "b": 2, "c": 1}, []int{1, 2}, 0, 3, true},
+	} {
+		if got := ownedBy(tc.own, tc.replicas, tc.lo, tc.hi); got != tc.want {
+			t.Errorf("%s: ownedBy = %t, want %t (%s)", tc.name, got, tc.want, loads(loadsOf(tc.own)))
+		}
+	}
+}
+
+// TestKillPoint: each merchant has a command published after the cut, which its next owner must
+// take.
+func TestKillPoint(t *testing.T) {
+	var cmds []*planned
+	for i := range 40 {
+		cmds = append(cmds, &planned{Command: Command{Merchant: fmt.Sprintf("shop%02d", i%7)}})
+	}
+	cmds = append(cmds, &planned{Command: Command{Merchant: "shop99"}})        // its only command, last
+	cmds = append([]*planned{{Command: Command{Merchant: "shop98"}}}, cmds...) // its only command, first
+	cut := killPoint(cmds)
+	if cut != 0 {
+		t.Errorf("cut at %d, want 0: shop98's only command is the first", cut)
+	}
+	cut = killPoint(cmds[1:])
+	if cut == 0 || cut > len(cmds[1:])/2 {
+		t.Errorf("cut at %d of %d", cut, len(cmds)-1)
+	}
+	for m := range 7 {
+		if !slices.ContainsFunc(cmds[1+cut:], func(p *planned) bool { return p.Merchant == fmt.Sprintf("shop%02d", m) }) {
+			t.Errorf("shop%02d has no command after the cut at %d", m, cut)
+		}
+	}
+}
+
+// TestMovesForEveryMerchant: phase 2 gives every merchant captures or charges, however its
+// reservations came back, so that each has commands after the merchants scenario's kill.
+func TestMovesForEveryMerchant(t *testing.T) {
+	cfg := shortConfig().forMerchants()
+	cfg.Seed = 7
+	d := newDriver(cfg, nil, nil, nil, t.Logf)
+	// The reservations in the order their submits were answered: here shop00's two are the 4th
+	// and the 11th, which a rule counted over all reservations would both keep for a cancel.
+	var order []string
+	for i := range cfg.Reservations {
+		order = append(order, d.merchants[i%len(d.merchants)])
+	}
+	order = slices.DeleteFunc(order, func(m string) bool { return m == "shop00" })
+	order = slices.Insert(order, 3, "shop00")
+	order = slices.Insert(order, 10, "shop00")
+	var rs []*resv
+	for i, m := range order {
+		rs = append(rs, &resv{merchant: m, uuid: fmt.Sprintf("RES%d", 1000+i), amounts: []int64{100, 50}, captured: map[int64]int64{}, grand: 150,
+			lines: []line{{id: int64(300 + 2*i), amount: 100}, {id: int64(301 + 2*i), amount: 50}}})
+	}
+	_, moves, _ := d.planMoves(rs, (cfg.Commands-cfg.Reservations)*45/100)
+	for _, m := range d.merchants {
+		if !slices.ContainsFunc(moves, func(p *planned) bool { return p.Merchant == m }) {
+			t.Errorf("merchant %s has no capture or charge", m)
+		}
+	}
+	if cancels := slices.DeleteFunc(slices.Clone(rs), func(r *resv) bool { return !r.cancel }); len(cancels) == 0 || len(cancels) > len(rs)/5 {
+		t.Errorf("%d of %d reservations kept for a cancel", len(cancels), len(rs))
+	}
+	if cut := killPoint(moves); cut == 0 {
+		t.Errorf("the kill comes before phase 2")
+	}
+}
+
+func TestParseScenarios(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{nil, []string{scenarioEngine, scenarioMerchants}},
+		{[]string{"-scenario", "merchants"}, []string{scenarioMerchants}},
+		{[]string{"-scenario", "engine", "-short"}, []string{scenarioEngine}},
+	} {
+		cfgs, err := parseFlags(tc.args)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		var got []string
+		for _, c := range cfgs {
+			got = append(got, c.Scenario)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%v: scenarios %v, want %v", tc.args, got, tc.want)
+		}
+	}
+	cfgs, err := parseFlags([]string{"-short", "-scenario", "merchants", "-dir", "/tmp/x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := cfgs[0]
+	if m.Replicas != merchantReplicas || m.Reservations != 60 || m.Commands != 60*commandsPerReservation || m.Faults || m.NATSRestarts != 0 || m.Dir != "/tmp/x" {
+		t.Errorf("short merchants scenario %+v", m)
+	}
+	if cfgs, _ := parseFlags([]string{"-dir", "/tmp/x"}); cfgs[1].Dir != "/tmp/x/merchants" {
+		t.Errorf("both scenarios: the merchants' dir is %s", cfgs[1].Dir)
+	}
+	if _, err := parseFlags([]string{"-scenario", "nope"}); err == nil {
+		t.Error("-scenario nope was taken")
+	}
+}
+
 func problems(v *Verification) string {
 	var b strings.Builder
 	for _, c := range v.Checks {
@@ -234,7 +427,7 @@ func TestPlansAreValidCommands(t *testing.T) {
 	for i := range 20 {
 		key := d.key()
 		amounts := []int64{100 + int64(i), 50}
-		d.plan(frontpay.ReservationSubmit, nil, submitData(key, amounts, now), key, "")
+		d.plan(frontpay.ReservationSubmit, "", nil, submitData(key, amounts, now), key, "")
 		r := &resv{uuid: fmt.Sprintf("RES%d", 1000+i), submitKey: key, amounts: amounts, captured: map[int64]int64{}, grand: amounts[0] + amounts[1]}
 		r.lines = []line{{id: int64(300 + 2*i), amount: amounts[0]}, {id: int64(301 + 2*i), amount: amounts[1]}}
 		rs = append(rs, r)
@@ -301,19 +494,27 @@ frontpay_api_request_duration_seconds_count{operation="reservation.capture",stat
 	}
 }
 
-// TestShortRun runs the short form end to end, as CI's `go run ./cmd/chaos -short` does. It
-// builds and starts processes for a minute or more, so it runs only with CHAOS=1.
+// TestShortRun runs the short form of both scenarios end to end, as CI's `go run ./cmd/chaos
+// -short` does. It builds and starts processes for a minute or more, so it runs only with CHAOS=1.
 func TestShortRun(t *testing.T) {
 	if os.Getenv("CHAOS") != "1" {
-		t.Skip("set CHAOS=1 to run the chaos scenario (go run ./cmd/chaos -short does the same)")
+		t.Skip("set CHAOS=1 to run the chaos scenarios (go run ./cmd/chaos -short does the same)")
 	}
-	var out bytes.Buffer
-	s, err := run(t.Context(), shortConfig(), &out)
-	t.Log("\n" + out.String())
+	cfgs, err := shortConfig().scenarios("all")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.failed() {
-		t.Fatal("the chaos run failed its checks")
+	for _, cfg := range cfgs {
+		t.Run(cfg.Scenario, func(t *testing.T) {
+			var out bytes.Buffer
+			s, err := run(t.Context(), cfg, &out)
+			t.Log("\n" + out.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.failed() {
+				t.Fatal("the chaos run failed its checks")
+			}
+		})
 	}
 }

@@ -9,12 +9,14 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
 )
@@ -37,7 +39,9 @@ type cluster struct {
 	kills, natsRestarts int
 	natsDown            time.Duration
 	faults              map[frontpay.Operation]sandbox.Fault
-	extraEnv            []string // added to the workers\' environment, overriding
+	extraEnv            []string // added to the workers' environment, overriding
+	merchants           []string // the merchants scenario's ids; nil in the engine scenario
+	merchantsFile       string   // FRONTPAY_MERCHANTS_FILE of the merchants scenario
 	stopScrape          chan struct{}
 	scrapeDone          chan struct{}
 }
@@ -80,20 +84,60 @@ func (c *cluster) startSandbox() error {
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	c.sandboxURL = "http://" + addr
 	env := append(baseEnv(), "FRONTPAY_LOG_FORMAT=json", "FRONTPAY_LOG_LEVEL="+c.cfg.LogLevel)
-	p, err := startProc("sandbox", filepath.Join(c.dir, "sandbox.log"), c.workerBin,
-		[]string{"sandbox", "--addr", addr, "--token", sandboxToken, "--rate=-1", "--seed", strconv.FormatInt(c.cfg.Seed, 10)}, env)
+	args := []string{"sandbox", "--addr", addr, "--token", sandboxToken, "--rate=-1", "--seed", strconv.FormatInt(c.cfg.Seed, 10)}
+	if c.merchants != nil {
+		// A token a merchant, each an account with its own rate limit.
+		args = []string{"sandbox", "--addr", addr, "--rate", strconv.Itoa(c.cfg.MerchantRate), "--seed", strconv.FormatInt(c.cfg.Seed, 10)}
+		for _, m := range c.merchants {
+			args = append(args, "--token", merchantToken(m))
+		}
+	}
+	p, err := startProc("sandbox", filepath.Join(c.dir, "sandbox.log"), c.workerBin, args, env)
 	if err != nil {
 		return err
 	}
 	c.sandbox = p
-	return waitFor(context.Background(), 30*time.Second, "the sandbox", func() bool {
+	if err := waitFor(context.Background(), 30*time.Second, "the sandbox", func() bool {
 		resp, err := http.Get(c.sandboxURL + "/sandbox/ledger")
 		if err != nil {
 			return p.exited()
 		}
 		resp.Body.Close()
 		return true
-	})
+	}); err != nil {
+		return err
+	}
+	// The workload's own reads go with a second token of each merchant's account, without a
+	// limit, so that they neither spend nor show in the worker's budget.
+	for _, m := range c.merchants {
+		if err := c.control(http.MethodPost, "/sandbox/tokens", "", map[string]string{"token": readerToken(m), "rotates": merchantToken(m)}); err != nil {
+			return err
+		}
+		if err := c.control(http.MethodPut, "/sandbox/ratelimit", readerToken(m), map[string]int{"perMinute": -1}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// control sends a test control request to the sandbox, for one token's account when token is
+// set; it expects 204.
+func (c *cluster) control(method, path, token string, body any) error {
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequest(method, c.sandboxURL+path, bytes.NewReader(b))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("sandbox %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		msg, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("sandbox %s %s: %s %s", method, path, resp.Status, bytes.TrimSpace(msg))
+	}
+	return nil
 }
 
 // workerEnv is the worker's configuration: short waits so that crashes are recovered in seconds.
@@ -115,7 +159,28 @@ func (c *cluster) workerEnv(replica int) []string {
 		"FRONTPAY_LOG_FORMAT=json",
 		"FRONTPAY_LOG_LEVEL="+c.cfg.LogLevel,
 		"FRONTPAY_WORKER_NAME=chaos-replica-"+strconv.Itoa(replica),
-	), c.extraEnv...)
+	), append(c.merchantsEnv(), c.extraEnv...)...)
+}
+
+// merchantsEnv is what the merchants scenario adds to the workers' environment.
+func (c *cluster) merchantsEnv() []string {
+	if c.merchants == nil {
+		return nil
+	}
+	return []string{"FRONTPAY_SUBJECT_PREFIX=" + merchantsPrefix, "FRONTPAY_MERCHANTS_FILE=" + c.merchantsFile}
+}
+
+// pinTTL is the workers' FRONTPAY_PIN_TTL.
+func (c *cluster) pinTTL() time.Duration {
+	ttl := consumer.DefaultPinnedTTL
+	for _, kv := range c.workerEnv(0) {
+		if v, ok := strings.CutPrefix(kv, "FRONTPAY_PIN_TTL="); ok {
+			if d, err := time.ParseDuration(v); err == nil {
+				ttl = d
+			}
+		}
+	}
+	return ttl
 }
 
 // startWorker starts a new incarnation of replica and waits until it is ready.
@@ -140,8 +205,11 @@ func (c *cluster) startWorker(replica int) (*worker, error) {
 		if p.exited() {
 			return true
 		}
-		w.http = readyAddr(logPath)
-		return w.http != ""
+		addr := readyAddr(logPath)
+		w.mu.Lock()
+		w.http = addr
+		w.mu.Unlock()
+		return addr != ""
 	})
 	if err == nil && p.exited() {
 		err = fmt.Errorf("worker %s exited at start: %v (log %s)", p.name, p.err, logPath)
@@ -163,35 +231,69 @@ func (c *cluster) scrapeLoop() {
 				return
 			case <-t.C:
 			}
-			c.mu.Lock()
-			ws := append([]*worker(nil), c.workers...)
-			c.mu.Unlock()
-			for _, w := range ws {
-				if w != nil {
-					w.scrape()
-				}
+			for _, w := range c.live() {
+				w.scrape()
 			}
 		}
 	}()
 }
 
+// live returns the live incarnation of each replica that has one, in replica order.
+func (c *cluster) live() []*worker {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []*worker
+	for _, w := range c.workers {
+		if w != nil {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
 // kill SIGKILLs the live incarnation of replica (after a last scrape) and starts another.
 func (c *cluster) kill(replica int) error {
-	c.mu.Lock()
-	w := c.workers[replica]
-	c.mu.Unlock()
-	w.scrape()
-	w.proc.stop(syscall.SIGKILL, 5*time.Second)
-	c.mu.Lock()
-	c.kills++
-	c.retired = append(c.retired, w)
-	c.mu.Unlock()
-	c.progress("killed replica %d (pid %d, %s) with SIGKILL", replica, w.proc.pid(), filepath.Base(w.proc.log))
+	c.killOnly(replica)
 	nw, err := c.startWorker(replica)
 	if err == nil {
 		c.progress("replica %d restarted (pid %d)", replica, nw.proc.pid())
 	}
 	return err
+}
+
+// killOnly SIGKILLs the live incarnation of replica after a last scrape, and returns the time
+// of the signal; the replica has no live incarnation then.
+func (c *cluster) killOnly(replica int) time.Time {
+	c.mu.Lock()
+	w := c.workers[replica]
+	c.mu.Unlock()
+	w.scrape()
+	at := time.Now()
+	w.proc.stop(syscall.SIGKILL, 5*time.Second)
+	c.mu.Lock()
+	c.kills++
+	c.retired = append(c.retired, w)
+	c.workers[replica] = nil
+	c.mu.Unlock()
+	c.progress("killed replica %d (pid %d, %s) with SIGKILL", replica, w.proc.pid(), filepath.Base(w.proc.log))
+	return at
+}
+
+// replicaOf finds the replica of the worker process pid, and whether it lives; -1 for none.
+func (c *cluster) replicaOf(pid int) (replica int, live bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, w := range c.workers {
+		if w != nil && w.proc.pid() == pid {
+			return w.replica, true
+		}
+	}
+	for _, w := range c.retired {
+		if w.proc.pid() == pid {
+			return w.replica, false
+		}
+	}
+	return -1, false
 }
 
 // restartNATS stops the server with sig, leaves it down for down, and starts it again on the
@@ -261,16 +363,9 @@ func (c *cluster) close() {
 
 // setFault sets the sandbox's fault of op over its HTTP control.
 func (c *cluster) setFault(op frontpay.Operation, f sandbox.Fault) error {
-	b, _ := json.Marshal(f) // durations as nanoseconds, which the control reads too
-	req, _ := http.NewRequest(http.MethodPut, c.sandboxURL+"/sandbox/faults/"+string(op), bytes.NewReader(b))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
+	// Durations go as nanoseconds, which the control reads too.
+	if err := c.control(http.MethodPut, "/sandbox/faults/"+string(op), "", f); err != nil {
 		return fmt.Errorf("set fault of %s: %w", op, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		msg, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("set fault of %s: %s %s", op, resp.Status, msg)
 	}
 	if c.faults == nil {
 		c.faults = map[frontpay.Operation]sandbox.Fault{}
@@ -291,6 +386,20 @@ func (c *cluster) pay(uuid string) error {
 		return fmt.Errorf("pay %s: %s %s", uuid, resp.Status, bytes.TrimSpace(msg))
 	}
 	return nil
+}
+
+// traffic reads what the sandbox counted of each token's requests.
+func (c *cluster) traffic() ([]sandbox.Traffic, error) {
+	resp, err := http.Get(c.sandboxURL + "/sandbox/traffic")
+	if err != nil {
+		return nil, fmt.Errorf("read the traffic: %w", err)
+	}
+	defer resp.Body.Close()
+	var t []sandbox.Traffic
+	if err := json.NewDecoder(resp.Body).Decode(&t); err != nil {
+		return nil, fmt.Errorf("decode the traffic: %w", err)
+	}
+	return t, nil
 }
 
 // ledger reads the sandbox's effects.

@@ -1,21 +1,29 @@
 // Command chaos runs frontpay-worker as real processes under faults and checks that no command
-// is lost and no money effect is doubled.
+// is lost and no money effect is doubled. It has two scenarios, run one after the other unless
+// -scenario names one:
 //
-//	go run ./cmd/chaos            the full form: 2000 commands on 300 reservations, 10 worker kills
-//	go run ./cmd/chaos -short     the short form CI runs: 300 commands, 60 reservations, 2 kills
+//	engine      one merchant, two replicas: worker kills, a NATS restart, API faults
+//	merchants   30 merchants on three replicas, one replica SIGKILLed (merchants.go)
 //
-// It builds nats-server and frontpay-worker into a temporary directory and starts a nats-server
-// with JetStream, a sandbox process and two worker replicas. It publishes the workload in three
-// phases (submits, whose reservations the customer then pays; captures and charges; resends,
-// refunds, cancels and completes), with a share of the commands published twice, while it
-// SIGKILLs a worker replica every few seconds and restarts it, restarts the nats-server once,
-// and has the sandbox answer the money operations with 5xx, 429 and dropped connections, some
-// of them after the effect. Once every command has its result it stops the workers, reads the
-// result stream and the sandbox's ledger and checks them against each other (verify.go).
+//	go run ./cmd/chaos            the full form: engine 2000 commands on 300 reservations, 10 worker
+//	                              kills; merchants 40 reservations (280 commands) a merchant
+//	go run ./cmd/chaos -short     the short form CI runs: engine 300 commands, 60 reservations, 2
+//	                              kills; merchants 2 reservations (14 commands) a merchant
 //
-// It prints the figures and the checks, and exits 1 when a check fails (2 when the run itself
-// could not be made). The temporary directory, with every process's log, the ledger, the results
-// and the commands, is kept when a check fails or with -keep.
+// Each scenario builds nats-server and frontpay-worker into a temporary directory and starts a
+// nats-server with JetStream, a sandbox process and the worker replicas. It publishes the
+// workload in three phases (submits, whose reservations the customer then pays; captures and
+// charges; resends, refunds, cancels and completes), with a share of the commands published
+// twice. In the engine scenario it SIGKILLs a worker replica every few seconds and restarts it,
+// restarts the nats-server once, and has the sandbox answer the money operations with 5xx, 429
+// and dropped connections, some of them after the effect; the merchants scenario is described in
+// merchants.go. Once every command has its result it stops the workers, reads the result stream
+// and the sandbox's ledger and checks them against each other (verify.go).
+//
+// It prints the figures and the checks of each scenario, then the closing line "chaos: N passed,
+// M failed", and exits 1 when a check fails (2 when a run itself could not be made). The
+// temporary directory, with every process's log, the ledger, the results and the commands, is
+// kept when a check fails or with -keep.
 package main
 
 import (
@@ -31,6 +39,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -40,8 +49,15 @@ import (
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
 )
 
+// The scenarios.
+const (
+	scenarioEngine    = "engine"
+	scenarioMerchants = "merchants"
+)
+
 // config is the scenario.
 type config struct {
+	Scenario     string        // scenarioEngine or scenarioMerchants
 	Commands     int           // idempotency keys published
 	Reservations int           // submits of phase 1
 	Replicas     int           // worker replicas
@@ -59,13 +75,19 @@ type config struct {
 	Keep         bool          // keep the work directory even when every check passes
 	LogLevel     string        // of the workers and the sandbox
 	WorkerEnv    []string      // KEY=VALUE added to the workers' environment, overriding the scenario's
+
+	// The merchants scenario (merchants.go) sets Commands, Reservations, Replicas and the chaos
+	// from these.
+	Merchants            int // merchants in the file, each with a sandbox token of its own
+	MerchantReservations int // reservations a merchant
+	MerchantRate         int // requests a minute per token: the sandbox's limit and the file's rate
 }
 
 func fullConfig() config {
 	return config{
 		Commands: 2000, Reservations: 300, Replicas: 2, Kills: 10, KillEvery: 3 * time.Second,
 		NATSRestarts: 1, NATSSignal: "kill", NATSDown: 2 * time.Second, Faults: true, FaultScale: 1, DupShare: 0.03, Seed: time.Now().UnixNano(), Timeout: 10 * time.Minute,
-		LogLevel: "info",
+		LogLevel: "info", Scenario: scenarioEngine, Merchants: 30, MerchantReservations: 40, MerchantRate: 240,
 	}
 }
 
@@ -73,41 +95,76 @@ func fullConfig() config {
 func shortConfig() config {
 	c := fullConfig()
 	c.Commands, c.Reservations, c.Kills, c.KillEvery, c.Timeout = 300, 60, 2, 2*time.Second, 100*time.Second
+	c.MerchantReservations = 2
 	return c
 }
 
+// scenarios returns the configurations of the scenarios named: engine, merchants or all. With
+// both, each gets a subdirectory of Dir.
+func (c config) scenarios(which string) ([]config, error) {
+	var out []config
+	switch which {
+	case scenarioEngine:
+		out = []config{c}
+	case scenarioMerchants:
+		out = []config{c.forMerchants()}
+	case "all":
+		out = []config{c, c.forMerchants()}
+	default:
+		return nil, fmt.Errorf("-scenario: engine, merchants or all, not %q", which)
+	}
+	for i := range out {
+		if len(out) > 1 && out[i].Dir != "" {
+			out[i].Dir = filepath.Join(out[i].Dir, out[i].Scenario)
+		}
+	}
+	return out, nil
+}
+
 func main() {
-	cfg, err := parseFlags(os.Args[1:])
+	cfgs, err := parseFlags(os.Args[1:])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	sum, err := run(ctx, cfg, os.Stdout)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "chaos:", err)
-		os.Exit(2)
+	passed, failed, runFailed := 0, 0, false
+	for i, cfg := range cfgs {
+		if i > 0 {
+			fmt.Println()
+		}
+		sum, err := run(ctx, cfg, os.Stdout)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "chaos: scenario %s: %v\n", cfg.Scenario, err)
+			os.Exit(2)
+		}
+		p, f := sum.Verification.counts()
+		passed, failed = passed+p, failed+f
+		runFailed = runFailed || sum.failed()
 	}
-	if sum.failed() {
+	// The plain closing line that CI reads in any language.
+	fmt.Printf("\nchaos: %d passed, %d failed\n", passed, failed)
+	if runFailed {
 		os.Exit(1)
 	}
 }
 
-func parseFlags(args []string) (config, error) {
+func parseFlags(args []string) ([]config, error) {
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	full := fullConfig()
-	short := fs.Bool("short", false, "the short form for CI: 300 commands, 60 reservations, 2 kills every 2s, 100s deadline (other flags still apply)")
-	commands := fs.Int("commands", full.Commands, "commands (idempotency keys) to publish")
-	reservations := fs.Int("reservations", full.Reservations, "reservations submitted in phase 1 (part of -commands)")
-	replicas := fs.Int("replicas", full.Replicas, "worker replicas")
-	kills := fs.Int("kills", full.Kills, "SIGKILLs of a worker replica, each followed by a restart")
-	killEvery := fs.Duration("kill-every", full.KillEvery, "time between kills")
-	natsRestarts := fs.Int("nats-restarts", full.NATSRestarts, "restarts of the nats-server (0 or 1), midway through the kills")
-	natsSignal := fs.String("nats-signal", full.NATSSignal, "how the nats-server is stopped for its restart: term or kill")
-	natsDown := fs.Duration("nats-down", full.NATSDown, "how long the nats-server stays down before its restart")
-	faults := fs.Bool("faults", full.Faults, "inject sandbox faults (5xx, 429, dropped connections) on the money operations")
-	faultScale := fs.Float64("fault-scale", full.FaultScale, "multiply the shares of the fault plan (their sum per operation stays at most 1)")
+	short := fs.Bool("short", false, "the short form for CI: engine 300 commands, 60 reservations, 2 kills every 2s; merchants 2 reservations a merchant; 100s deadline each (other flags still apply)")
+	scenario := fs.String("scenario", "all", "the scenario to run: engine (one merchant, two replicas: kills, a NATS restart, API faults), merchants (several merchants on three replicas, one SIGKILLed), or all")
+	commands := fs.Int("commands", full.Commands, "engine scenario: commands (idempotency keys) to publish")
+	reservations := fs.Int("reservations", full.Reservations, "engine scenario: reservations submitted in phase 1 (part of -commands)")
+	replicas := fs.Int("replicas", full.Replicas, "engine scenario: worker replicas")
+	kills := fs.Int("kills", full.Kills, "engine scenario: SIGKILLs of a worker replica, each followed by a restart")
+	killEvery := fs.Duration("kill-every", full.KillEvery, "engine scenario: time between kills")
+	natsRestarts := fs.Int("nats-restarts", full.NATSRestarts, "engine scenario: restarts of the nats-server (0 or 1), midway through the kills")
+	natsSignal := fs.String("nats-signal", full.NATSSignal, "engine scenario: how the nats-server is stopped for its restart: term or kill")
+	natsDown := fs.Duration("nats-down", full.NATSDown, "engine scenario: how long the nats-server stays down before its restart")
+	faults := fs.Bool("faults", full.Faults, "engine scenario: inject sandbox faults (5xx, 429, dropped connections) on the money operations")
+	faultScale := fs.Float64("fault-scale", full.FaultScale, "engine scenario: multiply the shares of the fault plan (their sum per operation stays at most 1)")
 	dupShare := fs.Float64("dup-share", full.DupShare, "share of commands published a second time")
 	seed := fs.Int64("seed", full.Seed, "seed of the workload and the sandbox's fault draws")
 	timeout := fs.Duration("timeout", full.Timeout, "deadline of the whole run")
@@ -116,13 +173,17 @@ func parseFlags(args []string) (config, error) {
 	logLevel := fs.String("log-level", full.LogLevel, "log level of the workers and the sandbox: debug logs every API call")
 	var workerEnv envList
 	fs.Var(&workerEnv, "worker-env", "KEY=VALUE for the workers' environment, overriding the scenario's (repeatable), e.g. FRONTPAY_API_RATE=240")
+	merchants := fs.Int("merchants", full.Merchants, "merchants scenario: merchants in the file, each with a sandbox token of its own")
+	merchantRes := fs.Int("merchant-reservations", full.MerchantReservations, fmt.Sprintf("merchants scenario: reservations a merchant, %d commands each", commandsPerReservation))
+	merchantRate := fs.Int("merchant-rate", full.MerchantRate, "merchants scenario: requests a minute per token, the sandbox's limit and the merchants file's rate")
 	if err := fs.Parse(args); err != nil {
-		return config{}, err
+		return nil, err
 	}
 	cfg := config{
-		Commands: *commands, Reservations: *reservations, Replicas: *replicas, Kills: *kills, KillEvery: *killEvery,
+		Scenario: scenarioEngine, Commands: *commands, Reservations: *reservations, Replicas: *replicas, Kills: *kills, KillEvery: *killEvery,
 		NATSRestarts: *natsRestarts, NATSSignal: *natsSignal, NATSDown: *natsDown, Faults: *faults, FaultScale: *faultScale, DupShare: *dupShare, Seed: *seed,
 		Timeout: *timeout, Dir: *dir, Keep: *keep, LogLevel: *logLevel, WorkerEnv: workerEnv,
+		Merchants: *merchants, MerchantReservations: *merchantRes, MerchantRate: *merchantRate,
 	}
 	if *short {
 		s := shortConfig()
@@ -131,7 +192,7 @@ func parseFlags(args []string) (config, error) {
 		for name, apply := range map[string]func(){
 			"commands": func() { cfg.Commands = s.Commands }, "reservations": func() { cfg.Reservations = s.Reservations },
 			"kills": func() { cfg.Kills = s.Kills }, "kill-every": func() { cfg.KillEvery = s.KillEvery },
-			"timeout": func() { cfg.Timeout = s.Timeout },
+			"timeout": func() { cfg.Timeout = s.Timeout }, "merchant-reservations": func() { cfg.MerchantReservations = s.MerchantReservations },
 		} {
 			if !set[name] {
 				apply()
@@ -140,20 +201,22 @@ func parseFlags(args []string) (config, error) {
 	}
 	switch {
 	case cfg.Commands < 1 || cfg.Reservations < 1:
-		return cfg, errors.New("-commands and -reservations must be at least 1")
+		return nil, errors.New("-commands and -reservations must be at least 1")
 	case cfg.Replicas < 1:
-		return cfg, errors.New("-replicas must be at least 1")
+		return nil, errors.New("-replicas must be at least 1")
 	case cfg.NATSSignal != "term" && cfg.NATSSignal != "kill":
-		return cfg, fmt.Errorf("-nats-signal: term or kill, not %q", cfg.NATSSignal)
+		return nil, fmt.Errorf("-nats-signal: term or kill, not %q", cfg.NATSSignal)
 	case cfg.NATSRestarts < 0 || cfg.NATSRestarts > 1:
-		return cfg, errors.New("-nats-restarts: 0 or 1")
+		return nil, errors.New("-nats-restarts: 0 or 1")
 	case cfg.FaultScale < 0:
-		return cfg, errors.New("-fault-scale must not be negative")
+		return nil, errors.New("-fault-scale must not be negative")
 	case cfg.DupShare < 0 || cfg.DupShare > 1:
-		return cfg, errors.New("-dup-share: between 0 and 1")
+		return nil, errors.New("-dup-share: between 0 and 1")
+	case cfg.Merchants < merchantReplicas || cfg.MerchantReservations < 1 || cfg.MerchantRate < 1:
+		return nil, fmt.Errorf("-merchants must be at least %d, -merchant-reservations and -merchant-rate at least 1", merchantReplicas)
 	}
 	cfg.Reservations = min(cfg.Reservations, cfg.Commands)
-	return cfg, nil
+	return cfg.scenarios(*scenario)
 }
 
 // envList is a repeatable KEY=VALUE flag.
@@ -213,6 +276,7 @@ type summary struct {
 	Faults       map[frontpay.Operation]sandbox.Fault
 	Latency      []latency  // publish to result, per operation
 	Slowest      []*planned // the commands that waited longest for their result
+	Merchants    *merchantFigures
 }
 
 // failed reports whether a check failed or a step of the run went wrong.
@@ -225,7 +289,10 @@ func run(ctx context.Context, cfg config, out io.Writer) (*summary, error) {
 	deadline := start.Add(cfg.Timeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline.Add(time.Minute)) // room to stop and verify
 	defer cancel()
+	var outMu sync.Mutex // the chaos goroutine reports too
 	progress := func(format string, args ...any) {
+		outMu.Lock()
+		defer outMu.Unlock()
 		fmt.Fprintf(out, "[%6.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}
 	sum := &summary{Config: cfg, Metrics: map[string]float64{}, Logs: map[string]int{}, Dropped: map[string]int{}}
@@ -249,9 +316,14 @@ func run(ctx context.Context, cfg config, out io.Writer) (*summary, error) {
 			_ = os.RemoveAll(dir)
 		}
 	}()
-	progress("seed %d, %d commands on %d reservations, %d replicas, %d kills every %s, %d NATS restart(s) (SIG%s, down %s), faults %t; work dir %s",
-		cfg.Seed, cfg.Commands, cfg.Reservations, cfg.Replicas, cfg.Kills, cfg.KillEvery, cfg.NATSRestarts,
-		strings.ToUpper(cfg.NATSSignal), cfg.NATSDown, cfg.Faults, dir)
+	if cfg.Scenario == scenarioMerchants {
+		progress("scenario merchants: seed %d, %d merchants on %d replicas (%d requests a minute per token), %d commands on %d reservations, one replica SIGKILLed; work dir %s",
+			cfg.Seed, cfg.Merchants, cfg.Replicas, cfg.MerchantRate, cfg.Commands, cfg.Reservations, dir)
+	} else {
+		progress("scenario engine: seed %d, %d commands on %d reservations, %d replicas, %d kills every %s, %d NATS restart(s) (SIG%s, down %s), faults %t; work dir %s",
+			cfg.Seed, cfg.Commands, cfg.Reservations, cfg.Replicas, cfg.Kills, cfg.KillEvery, cfg.NATSRestarts,
+			strings.ToUpper(cfg.NATSSignal), cfg.NATSDown, cfg.Faults, dir)
+	}
 	if len(cfg.WorkerEnv) > 0 {
 		progress("worker environment overrides: %s", strings.Join(cfg.WorkerEnv, " "))
 	}
@@ -272,6 +344,12 @@ func run(ctx context.Context, cfg config, out io.Writer) (*summary, error) {
 		natsURL: fmt.Sprintf("nats://127.0.0.1:%d", port), progress: progress, extraEnv: cfg.WorkerEnv}
 	defer cl.close()
 	fail := func(err error) (*summary, error) { keep = true; return nil, err }
+	if cfg.Scenario == scenarioMerchants {
+		cl.merchants = merchantIDs(cfg.Merchants)
+		if cl.merchantsFile, err = writeMerchantsFile(dir, cl.merchants, cfg.MerchantRate); err != nil {
+			return fail(err)
+		}
+	}
 	if err := cl.startNATS(); err != nil {
 		return fail(err)
 	}
@@ -295,9 +373,22 @@ func run(ctx context.Context, cfg config, out io.Writer) (*summary, error) {
 	if err != nil {
 		return fail(err)
 	}
-	api, err := frontpay.New(cl.sandboxURL, sandboxToken, frontpay.WithTimeout(5*time.Second))
-	if err != nil {
-		return fail(err)
+	// The workload reads reservations back with a token of each merchant's own: one of the
+	// merchant's account (in the merchants scenario a second token, whose requests the sandbox
+	// counts apart from the worker's).
+	apis := map[string]*frontpay.Client{}
+	ids := cl.merchants
+	if len(ids) == 0 {
+		ids = []string{""}
+	}
+	for _, m := range ids {
+		token := sandboxToken
+		if m != "" {
+			token = readerToken(m)
+		}
+		if apis[m], err = frontpay.New(cl.sandboxURL, token, frontpay.WithTimeout(5*time.Second)); err != nil {
+			return fail(err)
+		}
 	}
 	if cfg.Faults {
 		for op, f := range faultPlan(cfg.FaultScale) {
@@ -308,15 +399,21 @@ func run(ctx context.Context, cfg config, out io.Writer) (*summary, error) {
 		sum.Faults = cl.faults
 	}
 
-	// The chaos runs from the first publish until every command is answered.
-	d := newDriver(cfg, cl, js, api, progress)
-	chaosCtx, stopChaos := context.WithCancel(ctx)
-	chaosDone := make(chan []string)
-	go func() { chaosDone <- chaos(chaosCtx, cfg, cl) }()
-
-	workErr := d.workload(ctx, deadline)
-	stopChaos()
-	sum.Problems = append(sum.Problems, <-chaosDone...)
+	d := newDriver(cfg, cl, js, apis, progress)
+	var ms *merchantsRun
+	var workErr error
+	if cfg.Scenario == scenarioMerchants {
+		ms = newMerchantsRun(cl, js, progress)
+		workErr = ms.workload(ctx, d, deadline)
+	} else {
+		// The chaos runs from the first publish until every command is answered.
+		chaosCtx, stopChaos := context.WithCancel(ctx)
+		chaosDone := make(chan []string)
+		go func() { chaosDone <- chaos(chaosCtx, cfg, cl) }()
+		workErr = d.workload(ctx, deadline)
+		stopChaos()
+		sum.Problems = append(sum.Problems, <-chaosDone...)
+	}
 	if workErr != nil {
 		sum.Problems = append(sum.Problems, workErr.Error())
 		progress("workload: %v", workErr)
@@ -342,6 +439,12 @@ func run(ctx context.Context, cfg config, out io.Writer) (*summary, error) {
 	writeArtefacts(dir, cmds, d.results, rawLedger)
 
 	sum.Verification = Verify(cmds, d.results, ledger)
+	if ms != nil {
+		if err := ms.finish(sum.Verification); err != nil {
+			return fail(err)
+		}
+		sum.Merchants = &ms.fig
+	}
 	sum.Commands, sum.Duplicates = len(cmds), d.dupes
 	sum.Kills, sum.NATSRestarts, sum.NATSDown, sum.Incarnations = cl.kills, cl.natsRestarts, cl.natsDown, cl.incarnations
 	for _, e := range ledger {

@@ -146,9 +146,9 @@ func waitFor(ctx context.Context, timeout time.Duration, what string, cond func(
 type worker struct {
 	replica, incarnation int
 	proc                 *proc
-	http                 string // address of /metrics, known once ready
 
 	mu      sync.Mutex
+	http    string // address of /metrics, known once ready
 	metrics string // the last scrape
 }
 
@@ -180,10 +180,13 @@ var scrapeClient = &http.Client{Timeout: 2 * time.Second}
 
 // scrape reads the worker's /metrics and keeps it; a failed scrape keeps the last one.
 func (w *worker) scrape() {
-	if w.http == "" {
+	w.mu.Lock()
+	addr := w.http
+	w.mu.Unlock()
+	if addr == "" {
 		return
 	}
-	resp, err := scrapeClient.Get("http://" + w.http + "/metrics")
+	resp, err := scrapeClient.Get("http://" + addr + "/metrics")
 	if err != nil {
 		return
 	}

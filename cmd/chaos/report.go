@@ -48,8 +48,12 @@ func printSummary(out io.Writer, s *summary, kept bool) {
 	}
 	row("duration", "%s (build %s)", s.Duration.Round(100*time.Millisecond), s.Build.Round(100*time.Millisecond))
 	row("commands", "%d keys, %d duplicate publications, seed %d", s.Commands, s.Duplicates, s.Config.Seed)
-	row("worker kills", "%d SIGKILL of %d requested, every %s; %d worker processes in all", s.Kills, s.Config.Kills, s.Config.KillEvery, s.Incarnations)
-	row("NATS restarts", "%d (SIG%s), down %s from stop to ready", s.NATSRestarts, strings.ToUpper(s.Config.NATSSignal), s.NATSDown.Round(time.Millisecond))
+	if mf := s.Merchants; mf != nil {
+		merchantRows(row, mf)
+	} else {
+		row("worker kills", "%d SIGKILL of %d requested, every %s; %d worker processes in all", s.Kills, s.Config.Kills, s.Config.KillEvery, s.Incarnations)
+		row("NATS restarts", "%d (SIG%s), down %s from stop to ready", s.NATSRestarts, strings.ToUpper(s.Config.NATSSignal), s.NATSDown.Round(time.Millisecond))
+	}
 	for _, op := range slices.Sorted(maps.Keys(s.Faults)) {
 		row("fault set on "+strings.TrimPrefix(string(op), "reservation."), "%s", describeFault(s.Faults[op]))
 	}
@@ -113,8 +117,40 @@ func printSummary(out io.Writer, s *summary, kept bool) {
 	if kept {
 		fmt.Fprintf(out, " Logs, ledger, results and commands are in %s", s.Dir)
 	}
-	// The plain closing line that CI reads in any language.
-	fmt.Fprintf(out, "\nchaos: %d passed, %d failed\n", len(v.Checks)-failed, failed)
+	fmt.Fprintf(out, "\nscenario %s: %d passed, %d failed\n", s.Config.Scenario, len(v.Checks)-failed, failed)
+}
+
+// merchantRows are the merchants scenario's figures.
+func merchantRows(row func(name, format string, args ...any), f *merchantFigures) {
+	row("merchants", "%d on %d replicas, %d requests a minute per token (the sandbox's limit and the merchants file's rate)", f.Merchants, f.Replicas, f.Rate)
+	row("spreading", "%s (owners' reports once settled)", loads(f.Settled))
+	if f.Victim >= 0 {
+		row("kill", "replica %d, owning %d merchants, SIGKILLed after %d of %d phase-2 commands were published; not restarted",
+			f.Victim, f.Lost, f.KilledAfter, f.Moves)
+		took := "not within the deadline"
+		if f.TakeoverIn > 0 {
+			took = "seen " + f.TakeoverIn.Round(100*time.Millisecond).String() + " after the SIGKILL"
+		}
+		row("take-over", "%s (owners' reports: the dead replica's merchants since the kill), %s", loads(f.Survivors), took)
+	}
+	row("tokens", "%d requests on %d merchants' tokens; busiest minute %d requests (%s); %d refused by the sandbox's limit",
+		f.Requests, f.Tokens, f.Busiest, f.BusiestToken, f.Limited)
+}
+
+// loads lists how many merchants each replica owns (-1: a process of no replica).
+func loads(m map[int]int) string {
+	if len(m) == 0 {
+		return "no owner reported"
+	}
+	var parts []string
+	for _, r := range slices.Sorted(maps.Keys(m)) {
+		name := fmt.Sprintf("r%d", r)
+		if r < 0 {
+			name = "a process of no replica"
+		}
+		parts = append(parts, fmt.Sprintf("%s %d", name, m[r]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func failures(m map[schemas.Reason]int) string {

@@ -16,6 +16,7 @@ import (
 type Command struct {
 	Key         string             `json:"key"`
 	Op          frontpay.Operation `json:"op"`
+	Merchant    string             `json:"merchant,omitempty"`    // "" in a one-merchant deployment
 	Reservation string             `json:"reservation,omitempty"` // "" for a submit
 	Order       int                `json:"order"`                 // position in publish order, over the whole run
 	Marker      string             `json:"marker"`                // what its effect in the ledger is recognised by (markerOf)
@@ -24,8 +25,9 @@ type Command struct {
 
 // Result is one event read from the result stream.
 type Result struct {
-	Seq   uint64        `json:"seq"`
-	Event schemas.Event `json:"event"`
+	Seq     uint64        `json:"seq"`
+	Subject string        `json:"subject"`
+	Event   schemas.Event `json:"event"`
 }
 
 // Check is one property the run must have, with what breaks it.
@@ -62,12 +64,20 @@ type Verification struct {
 
 // Failed reports whether any check failed.
 func (v *Verification) Failed() bool {
+	_, failed := v.counts()
+	return failed > 0
+}
+
+// counts returns the numbers of checks passed and failed.
+func (v *Verification) counts() (passed, failed int) {
 	for _, c := range v.Checks {
-		if !c.OK() {
-			return true
+		if c.OK() {
+			passed++
+		} else {
+			failed++
 		}
 	}
-	return false
+	return passed, failed
 }
 
 // effectOps are the operations whose success leaves an effect in the sandbox's ledger.
@@ -140,7 +150,8 @@ func markerOf(e sandbox.Effect) (marker string, ours bool, err error) {
 
 // Verify checks the run: every command has exactly one distinct terminal result, no effect is
 // doubled or lost, failures left no effect (except unknown outcomes, counted), and each
-// reservation's effects came in publish order.
+// reservation's effects came in publish order. With merchants, each merchant's results are on
+// its own subjects and its effects made with its own token (merchantToken).
 func Verify(cmds []Command, results []Result, ledger []sandbox.Effect) *Verification {
 	v := &Verification{Ops: map[frontpay.Operation]*OpFigures{}}
 	check := func(name string) *Check {
@@ -157,6 +168,10 @@ func Verify(cmds []Command, results []Result, ledger []sandbox.Effect) *Verifica
 	unknown := check("no outcome_unknown for " + strings.Join(opNames(readBackOps), ", "))
 	unexpected := check("no failure but those faults cause (upstream_unavailable, outcome_unknown)")
 	order := check("each reservation's effects applied in publish order")
+	var isolated *Check
+	if slices.ContainsFunc(cmds, func(c Command) bool { return c.Merchant != "" }) {
+		isolated = check("each merchant's commands answered on its own subjects and applied with its own token")
+	}
 
 	byKey := map[string]*Command{}
 	byMarker := map[string]*Command{}
@@ -185,6 +200,9 @@ func Verify(cmds []Command, results []Result, ledger []sandbox.Effect) *Verifica
 		if ev.Type != string(c.Op)+".succeeded" && ev.Type != string(c.Op)+".failed" {
 			lost.addf("key %s (%s): result of type %s", c.Key, c.Op, ev.Type)
 			continue
+		}
+		if isolated != nil && (ev.Merchant != c.Merchant || !strings.HasSuffix(r.Subject, "."+c.Merchant+"."+ev.Type)) {
+			isolated.addf("key %s (%s of merchant %s): result %s on %s names merchant %q", c.Key, c.Op, c.Merchant, ev.ID, r.Subject, ev.Merchant)
 		}
 		if distinct[c.Key] == nil {
 			distinct[c.Key] = map[string]bool{}
@@ -220,6 +238,9 @@ func Verify(cmds []Command, results []Result, ledger []sandbox.Effect) *Verifica
 		}
 		if c.Reservation != "" && e.UUID != c.Reservation {
 			orphan.addf("effect #%d %s of key %s on %s, but the command names %s", e.Seq, e.Op, c.Key, e.UUID, c.Reservation)
+		}
+		if isolated != nil && e.Token != merchantToken(c.Merchant) {
+			isolated.addf("effect #%d %s of key %s (merchant %s) made with token %q", e.Seq, e.Op, c.Key, c.Merchant, e.Token)
 		}
 		effects[c.Key] = append(effects[c.Key], e)
 		v.op(c.Op).Effects++

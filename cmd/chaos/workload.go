@@ -48,6 +48,7 @@ type payment struct {
 
 // resv is a reservation of the workload and what was planned on it.
 type resv struct {
+	merchant  string // "" in a one-merchant deployment
 	uuid      string
 	submitKey string
 	amounts   []int64 // the submitted lines, in order
@@ -64,14 +65,15 @@ type resv struct {
 
 // driver publishes the workload and follows its results.
 type driver struct {
-	cfg      config
-	cl       *cluster
-	js       jetstream.JetStream
-	api      *frontpay.Client
-	rng      *rand.Rand
-	runID    string
-	progress func(format string, args ...any)
-	topo     consumer.Topology
+	cfg       config
+	cl        *cluster
+	js        jetstream.JetStream
+	merchants []string                    // the merchants' ids; "" alone in the engine scenario
+	apis      map[string]*frontpay.Client // a client of each merchant's account
+	rng       *rand.Rand
+	runID     string
+	progress  func(format string, args ...any)
+	topo      consumer.Topology
 
 	n, order int
 	cmds     []*planned
@@ -85,21 +87,29 @@ type driver struct {
 	next    uint64
 }
 
-func newDriver(cfg config, cl *cluster, js jetstream.JetStream, api *frontpay.Client, progress func(string, ...any)) *driver {
-	return &driver{
-		cfg: cfg, cl: cl, js: js, api: api, progress: progress,
+// newDriver returns the driver of a workload; apis has a client of each merchant's account,
+// keyed by merchant id ("" alone in the engine scenario).
+func newDriver(cfg config, cl *cluster, js jetstream.JetStream, apis map[string]*frontpay.Client, progress func(string, ...any)) *driver {
+	d := &driver{
+		cfg: cfg, cl: cl, js: js, apis: apis, progress: progress,
 		rng:   rand.New(rand.NewPCG(uint64(cfg.Seed), 0xc4a05)),
 		runID: strconv.FormatUint(uint64(cfg.Seed)%(36*36*36*36*36), 36),
-		byKey: map[string]*planned{}, final: map[string]schemas.Event{}, next: 1,
+		byKey: map[string]*planned{}, final: map[string]schemas.Event{}, next: 1, merchants: []string{""},
 	}
+	if cfg.Scenario == scenarioMerchants {
+		d.topo = consumer.Topology{Prefix: merchantsPrefix, Merchants: true}
+		d.merchants = merchantIDs(cfg.Merchants)
+	}
+	return d
 }
 
-// plan adds a command of op on reservation (or none) with data; marker defaults to the key's.
-func (d *driver) plan(op frontpay.Operation, r *resv, data map[string]any, key, marker string) *planned {
+// plan adds a command of op for merchant on reservation (or none) with data; marker defaults to
+// the key's.
+func (d *driver) plan(op frontpay.Operation, merchant string, r *resv, data map[string]any, key, marker string) *planned {
 	if marker == "" {
 		marker = keyMarker(op, key)
 	}
-	p := &planned{Command: Command{Key: key, Op: op, Marker: marker, Copies: 1}, data: data}
+	p := &planned{Command: Command{Key: key, Op: op, Merchant: merchant, Marker: marker, Copies: 1}, data: data}
 	if r != nil {
 		p.Reservation = r.uuid
 		data["reservationUuid"] = r.uuid
@@ -208,7 +218,7 @@ func (d *driver) publish(ctx context.Context, cmds []*planned) error {
 	}
 	seq = append(seq, pending...)
 	for _, s := range seq {
-		m := nats.NewMsg(s.p.ev.Type)
+		m := nats.NewMsg(schemas.CommandSubject(d.topo.SubjectPrefix(s.p.Merchant), s.p.Op))
 		switch s.dup {
 		case 0:
 			d.order++
@@ -282,7 +292,7 @@ func (d *driver) poll(ctx context.Context) error {
 		if err := json.Unmarshal(m.Data, &ev); err != nil {
 			return fmt.Errorf("result seq %d is not an event: %w", d.next, err)
 		}
-		d.results = append(d.results, Result{Seq: d.next, Event: ev})
+		d.results = append(d.results, Result{Seq: d.next, Subject: m.Subject, Event: ev})
 		if _, seen := d.final[ev.IdempotencyKey]; !seen && ev.CausationID != "" {
 			d.final[ev.IdempotencyKey] = ev
 		}
@@ -359,11 +369,12 @@ func (d *driver) phaseSubmit(ctx context.Context, count int, deadline time.Time)
 	var cmds []*planned
 	byKey := map[string]*resv{}
 	now := time.Now()
-	for range count {
+	for i := range count {
 		key := d.key()
 		amounts := []int64{100 + d.rng.Int64N(900), 50 + d.rng.Int64N(450)}
-		cmds = append(cmds, d.plan(frontpay.ReservationSubmit, nil, submitData(key, amounts, now), key, ""))
-		byKey[key] = &resv{submitKey: key, amounts: amounts, captured: map[int64]int64{}, grand: amounts[0] + amounts[1]}
+		m := d.merchants[i%len(d.merchants)] // round-robin
+		cmds = append(cmds, d.plan(frontpay.ReservationSubmit, m, nil, submitData(key, amounts, now), key, ""))
+		byKey[key] = &resv{merchant: m, submitKey: key, amounts: amounts, captured: map[int64]int64{}, grand: amounts[0] + amounts[1]}
 	}
 	if err := d.publish(ctx, cmds); err != nil {
 		return nil, err
@@ -390,7 +401,7 @@ func (d *driver) phaseSubmit(ctx context.Context, count int, deadline time.Time)
 	// Line ids come from the details.
 	var ready []*resv
 	for _, r := range paid {
-		det, err := d.details(ctx, r.uuid)
+		det, err := d.details(ctx, r)
 		if err != nil {
 			return nil, err
 		}
@@ -405,17 +416,18 @@ func (d *driver) phaseSubmit(ctx context.Context, count int, deadline time.Time)
 	return ready, err
 }
 
-func (d *driver) details(ctx context.Context, uuid string) (*frontpay.Reservation, error) {
+// details reads a reservation with a token of its merchant's account.
+func (d *driver) details(ctx context.Context, r *resv) (*frontpay.Reservation, error) {
 	var last error
 	for range 5 {
-		res, err := d.api.Details(ctx, uuid)
+		res, err := d.apis[r.merchant].Details(ctx, r.uuid)
 		if err == nil {
 			return &res.Data, nil
 		}
 		last = err
 		time.Sleep(200 * time.Millisecond)
 	}
-	return nil, fmt.Errorf("details of %s: %w", uuid, last)
+	return nil, fmt.Errorf("details of %s: %w", r.uuid, last)
 }
 
 // phaseMove publishes captures (full and partial) and charges, spread over the reservations
@@ -426,6 +438,11 @@ func (d *driver) phaseMove(ctx context.Context, rs []*resv, budget int, deadline
 		return err
 	}
 	d.progress("phase 2: published %d captures and charges on %d reservations", len(cmds), len(movable))
+	return d.awaitMoves(ctx, movable, cmds, owner, deadline)
+}
+
+// awaitMoves waits for the results of phase 2 and learns the payments they made.
+func (d *driver) awaitMoves(ctx context.Context, movable []*resv, cmds []*planned, owner map[string]*resv, deadline time.Time) error {
 	err := d.await(ctx, "phase 2 (capture, charge)", cmds, deadline, func(p *planned, ev schemas.Event) {
 		r := owner[p.Key]
 		var res frontpay.PaymentResult
@@ -441,7 +458,7 @@ func (d *driver) phaseMove(ctx context.Context, rs []*resv, budget int, deadline
 		if r.unsettled || r.charges == 0 {
 			continue
 		}
-		det, err := d.details(ctx, r.uuid)
+		det, err := d.details(ctx, r)
 		if err != nil {
 			return err
 		}
@@ -464,8 +481,13 @@ func (d *driver) phaseMove(ctx context.Context, rs []*resv, budget int, deadline
 // publish order, and the reservation of each command's key.
 func (d *driver) planMoves(rs []*resv, budget int) ([]*resv, []*planned, map[string]*resv) {
 	var movable []*resv
-	for i, r := range rs {
-		if i%7 == 3 { // one in seven stays reserved for a cancel
+	nth := map[string]int{}
+	for _, r := range rs {
+		// One in seven of each merchant's reservations, never its first, stays reserved for a
+		// cancel: every merchant has captures and charges. The count starts further on for each
+		// merchant, so that merchants of few reservations have cancels too.
+		nth[r.merchant]++
+		if n := nth[r.merchant]; n > 1 && (n+slices.Index(d.merchants, r.merchant))%7 == 4 {
 			r.cancel = true
 			continue
 		}
@@ -525,7 +547,7 @@ func (d *driver) nextMove(r *resv) *planned {
 		r.captures++
 		key := d.key()
 		data, total := captureData(key, lines)
-		p := d.plan(frontpay.ReservationCapture, r, data, key, "")
+		p := d.plan(frontpay.ReservationCapture, r.merchant, r, data, key, "")
 		p.pay = &payment{key: key, source: "captured", lines: lines, total: total}
 		return p
 	case canCharge:
@@ -533,7 +555,7 @@ func (d *driver) nextMove(r *resv) *planned {
 		r.charged += amount
 		r.charges++
 		key := d.key()
-		p := d.plan(frontpay.ReservationCharge, r, chargeData(key, amount), key, "")
+		p := d.plan(frontpay.ReservationCharge, r.merchant, r, chargeData(key, amount), key, "")
 		p.pay = &payment{key: key, source: "charged", total: amount}
 		return p
 	}
@@ -562,7 +584,7 @@ func (d *driver) planSettle(rs []*resv, budget int) ([]*resv, []*planned) {
 		open = append(open, r)
 		if r.cancel {
 			key := d.key()
-			tail[r] = append(tail[r], d.plan(frontpay.ReservationCancel, r, map[string]any{"note": key}, key, ""))
+			tail[r] = append(tail[r], d.plan(frontpay.ReservationCancel, r.merchant, r, map[string]any{"note": key}, key, ""))
 			continue
 		}
 		for _, pay := range r.payments {
@@ -578,11 +600,11 @@ func (d *driver) planSettle(rs []*resv, budget int) ([]*resv, []*planned) {
 				amount = pay.total // a charge is refunded in full only
 			}
 			key := d.key()
-			tail[r] = append(tail[r], d.plan(frontpay.ReservationRefund, r, refundData(pay, id, amount), key, refundMarker(pay.ref, amount*100)))
+			tail[r] = append(tail[r], d.plan(frontpay.ReservationRefund, r.merchant, r, refundData(pay, id, amount), key, refundMarker(pay.ref, amount*100)))
 		}
 		if d.rng.Float64() < 0.75 {
 			key := d.key()
-			tail[r] = append(tail[r], d.plan(frontpay.ReservationComplete, r, map[string]any{"note": key}, key, ""))
+			tail[r] = append(tail[r], d.plan(frontpay.ReservationComplete, r.merchant, r, map[string]any{"note": key}, key, ""))
 		}
 	}
 	used := 0
@@ -597,7 +619,7 @@ func (d *driver) planSettle(rs []*resv, budget int) ([]*resv, []*planned) {
 				continue
 			}
 			key := d.key()
-			head[r] = append(head[r], d.plan(frontpay.ReservationResend, r,
+			head[r] = append(head[r], d.plan(frontpay.ReservationResend, r.merchant, r,
 				map[string]any{"countryCode": nil, "msisdn": nil, "email": key + "@example.no"}, key, ""))
 			left--
 			progress = true
