@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -194,23 +193,7 @@ func (d *driver) reservationFlow(ctx context.Context, sb *sandbox.Sandbox, callb
 		}
 		return d.call(ctx, cmd)
 	}
-	now, yes, no := time.Now(), true, false
-	product := func(name, id string, amount string) frontpay.ReservationProduct {
-		return frontpay.ReservationProduct{Name: name, ProductID: &id, Rate: frontpay.Num(amount), Tax: frontpay.Num("25"), Amount: frontpay.Num(amount)}
-	}
-	res, err := call(client.SubmitReservation(&frontpay.SubmitReservationRequest{
-		CustomerDetails: &frontpay.Customer{
-			Type: "private", CountryCode: "+47", MSISDN: "46567468", Email: "kari@example.no",
-			Name: "Kari Nordmann", PreferredLanguage: "no",
-			Address: &frontpay.Address{Street: "Storgata 1", Zip: "0155", City: "Oslo", Country: "NO"},
-		},
-		OrderDate:             strconv.FormatInt(now.Unix(), 10),
-		DueDateForPaymentLink: strconv.FormatInt(now.Add(72*time.Hour).Unix(), 10),
-		SendOrderBy:           &frontpay.SendOrderBy{SMS: &no, Email: &yes},
-		Products:              frontpay.Lines[frontpay.ReservationProduct]{product("Ski wax", "WAX-1", "300"), product("Ski poles", "POLE-2", "700")},
-		OrderSummary:          &frontpay.ReservationSummary{SubTotal: frontpay.Num("1000"), TotalTax: frontpay.Num("250"), GrandTotal: frontpay.Num("1000")},
-		Callback:              &frontpay.Callback{CallbackURL: callbackURL},
-	}, demoCommand...))
+	res, err := call(client.SubmitReservation(exampleSubmit(callbackURL), demoCommand...))
 	if err != nil {
 		return err
 	}

@@ -63,7 +63,7 @@ func runDev(ctx context.Context, addr string, w io.Writer) error {
 	}
 	if own {
 		// Seeded once the worker serves, so that the reservation's callback finds it.
-		if err := sb.Reserve(devReservation, devSubmit("http://"+m.HTTPAddr+"/callbacks/frontpay")); err != nil {
+		if err := sb.Reserve(devReservation, exampleSubmit("http://"+m.HTTPAddr+"/callbacks/frontpay")); err != nil {
 			_ = m.Close()
 			return err
 		}
@@ -75,9 +75,9 @@ func runDev(ctx context.Context, addr string, w io.Writer) error {
 	return m.Close()
 }
 
-// devSubmit is the submit of the dev sandbox's reservation: two lines, 1,000.00 NOK, the
-// customer's payment link due in three days.
-func devSubmit(callbackURL string) *frontpay.SubmitReservationRequest {
+// exampleSubmit is the submit of the dev sandbox's reservation, and of the demo's: two lines,
+// 1,000.00 NOK, the customer's payment link due in three days.
+func exampleSubmit(callbackURL string) *frontpay.SubmitReservationRequest {
 	now := time.Now()
 	no := false
 	yes := true
