@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nordpay/frontpay-worker/client"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
@@ -261,15 +260,7 @@ func TestPanicIsContained(t *testing.T) {
 	success(t, h.resultOf(t, other))
 	success(t, h.resultOf(t, after)) // the next command of the same reservation
 
-	dl, err := h.js.Stream(t.Context(), h.topo.DeadLetterStream())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m *jetstream.RawStreamMsg
-	testworld.WaitFor(t, func() bool {
-		m, err = dl.GetMsg(t.Context(), 1)
-		return err == nil
-	}, "the dead letter")
+	m := h.deadLetters(t, 1, "the dead letter")[0]
 	if reason := m.Header.Get(publisher.HeaderDeadLetterReason); !strings.HasPrefix(reason, "panic: a bug about "+bad.UUID) ||
 		m.Header.Get(publisher.HeaderDeadLetterSeq) != strconv.FormatUint(c.Seq, 10) {
 		t.Errorf("dead letter: %v", m.Header)
@@ -304,15 +295,7 @@ func TestRefusedResult(t *testing.T) {
 	c := h.publish(t, frontpay.ReservationCapture, big)
 	next := h.publish(t, frontpay.ReservationDetails, map[string]any{"reservationUuid": r.UUID})
 	success(t, h.resultOf(t, next))
-	dl, err := h.js.Stream(t.Context(), h.topo.DeadLetterStream())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m *jetstream.RawStreamMsg
-	testworld.WaitFor(t, func() bool {
-		m, err = dl.GetMsg(t.Context(), 1)
-		return err == nil
-	}, "the dead letter")
+	m := h.deadLetters(t, 1, "the dead letter")[0]
 	if reason := m.Header.Get(publisher.HeaderDeadLetterReason); !strings.Contains(reason, "refused") ||
 		m.Header.Get(publisher.HeaderDeadLetterSeq) != strconv.FormatUint(c.Seq, 10) {
 		t.Errorf("dead letter: %v", m.Header)

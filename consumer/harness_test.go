@@ -315,6 +315,26 @@ func (h *harness) send(t testing.TB, c command, msgID string) command {
 	return c
 }
 
+// deadLetters waits until the dead-letter stream holds n messages, and returns them in order.
+func (h *harness) deadLetters(t *testing.T, n int, what string) []*jetstream.RawStreamMsg {
+	t.Helper()
+	dl, err := h.js.Stream(t.Context(), h.topo.DeadLetterStream())
+	if err != nil {
+		t.Fatal(err)
+	}
+	testworld.WaitFor(t, func() bool {
+		info, err := dl.Info(t.Context())
+		return err == nil && info.State.Msgs == uint64(n)
+	}, what)
+	out := make([]*jetstream.RawStreamMsg, n)
+	for i := range out {
+		if out[i], err = dl.GetMsg(t.Context(), uint64(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out
+}
+
 // consumerIdle reports whether the consumer has nothing pending: every message delivered and
 // acknowledged.
 func (h *harness) consumerIdle(t testing.TB) bool {

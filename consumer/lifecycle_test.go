@@ -36,19 +36,7 @@ func TestDeadLetter(t *testing.T) {
 		sent[strconv.FormatUint(testworld.Publish(t, h.js, m), 10)] = m
 	}
 
-	dl, err := h.js.Stream(t.Context(), h.topo.DeadLetterStream())
-	if err != nil {
-		t.Fatal(err)
-	}
-	testworld.WaitFor(t, func() bool {
-		info, err := dl.Info(t.Context())
-		return err == nil && info.State.Msgs == uint64(len(bodies))
-	}, "the dead letters")
-	for i := range bodies {
-		got, err := dl.GetMsg(t.Context(), uint64(i+1))
-		if err != nil {
-			t.Fatal(err)
-		}
+	for i, got := range h.deadLetters(t, len(bodies), "the dead letters") {
 		orig := sent[got.Header.Get(publisher.HeaderDeadLetterSeq)]
 		if orig == nil {
 			t.Fatalf("dead letter %d names no message published: %v", i, got.Header)

@@ -151,14 +151,7 @@ func TestUnreadableCommandHoldsNothing(t *testing.T) {
 	testworld.Publish(t, h.js, bad)
 	c := h.publish(t, frontpay.ReservationCapture, captureData(r, 300, "after the unreadable one"))
 	success(t, h.resultOf(t, c))
-	dl, err := h.js.Stream(t.Context(), h.topo.DeadLetterStream())
-	if err != nil {
-		t.Fatal(err)
-	}
-	testworld.WaitFor(t, func() bool {
-		info, err := dl.Info(t.Context())
-		return err == nil && info.State.Msgs == 1
-	}, "the unreadable command in the dead letters")
+	h.deadLetters(t, 1, "the unreadable command in the dead letters")
 }
 
 // TestExpectedHeadersDoNotStall publishes many non-commands carrying JetStream's own expectation
@@ -181,13 +174,6 @@ func TestExpectedHeadersDoNotStall(t *testing.T) {
 	}
 	c := h.publish(t, frontpay.ReservationHistory, map[string]any{})
 	success(t, h.resultOf(t, c))
-	dl, err := h.js.Stream(t.Context(), h.topo.DeadLetterStream())
-	if err != nil {
-		t.Fatal(err)
-	}
-	testworld.WaitFor(t, func() bool {
-		info, err := dl.Info(t.Context())
-		return err == nil && info.State.Msgs == 70
-	}, "the 70 dead letters")
+	h.deadLetters(t, 70, "the 70 dead letters")
 	testworld.WaitFor(t, func() bool { return h.consumerIdle(t) }, "every message acked")
 }
