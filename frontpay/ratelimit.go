@@ -53,20 +53,15 @@ type limiter struct {
 // wait blocks until a request may be sent.
 func (l *limiter) wait(ctx context.Context) error {
 	start := time.Now()
-	l.mu.Lock()
-	until := l.notUntil
-	l.mu.Unlock()
-	if d := time.Until(until); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
+	if err := l.paused(ctx); err != nil {
+		return err
 	}
 	if l.lim != nil {
 		if err := l.lim.Wait(ctx); err != nil {
+			return err
+		}
+		// A 429 that came while this call waited for its turn holds it back too.
+		if err := l.paused(ctx); err != nil {
 			return err
 		}
 	}
@@ -74,6 +69,25 @@ func (l *limiter) wait(ctx context.Context) error {
 		l.hooks.RateLimitWait(took)
 	}
 	return nil
+}
+
+// paused waits out a 429's pause, if one is on.
+func (l *limiter) paused(ctx context.Context) error {
+	l.mu.Lock()
+	until := l.notUntil
+	l.mu.Unlock()
+	d := time.Until(until)
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // pause holds every request back for d, as a 429's Retry-After asks, at most maxPause; it

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -53,6 +54,64 @@ func TestRetryAfterIsCapped(t *testing.T) {
 	}
 	if waited.Load() != 1 {
 		t.Errorf("the call after the 429 did not wait for its pause (%d waits)", waited.Load())
+	}
+}
+
+// TestRetryAfterHoldsQueuedCalls: a call already waiting for its turn under the rate limit when
+// a 429 arrives waits out the 429's pause too, rather than going at the limiter's pace.
+func TestRetryAfterHoldsQueuedCalls(t *testing.T) {
+	t.Parallel()
+	w := start()
+	t.Cleanup(w.close)
+	var (
+		mu       sync.Mutex
+		answered time.Time   // when the 429 was answered
+		arrived  []time.Time // when the calls after it arrived
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		first := answered.IsZero()
+		if first {
+			answered = time.Now()
+		} else {
+			arrived = append(arrived, time.Now())
+		}
+		mu.Unlock()
+		if first {
+			rw.Header().Set("Retry-After", "5")
+			rw.WriteHeader(http.StatusTooManyRequests)
+			_, _ = rw.Write([]byte(`{"status_code":429,"status_message":"Too Many Requests","message":"tooManyRequests"}`))
+			return
+		}
+		w.srv.Config.Handler.ServeHTTP(rw, r)
+	}))
+	t.Cleanup(srv.Close)
+	// A call every 2s: the second waits for its turn while the first gets its 429.
+	c, err := frontpay.New(srv.URL, token, frontpay.WithRateLimit(30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			_, err := c.History(t.Context(), time.Time{}, time.Time{})
+			errs <- err
+		}()
+	}
+	failed := 0
+	for range 2 {
+		if err := <-errs; err != nil {
+			failed++
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if failed != 1 || len(arrived) != 1 {
+		t.Fatalf("%d calls failed, %d arrived after the 429: want the 429 and one call", failed, len(arrived))
+	}
+	// The server answered the 429 before the client could pause, so the pause ends later still.
+	if early := answered.Add(5 * time.Second).Sub(arrived[0]); early > 0 {
+		t.Errorf("the queued call arrived %v before the 429's pause was over", early)
 	}
 }
 
