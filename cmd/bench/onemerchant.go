@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/nordpay/frontpay-worker/consumer"
@@ -56,6 +57,7 @@ func oneMerchant(ctx context.Context, cfg *config) ([]Row, error) {
 		results []string
 		rates   []float64
 		ops     []float64 // JetStream operations per command
+		cpu     []float64 // CPU time of this process per command, µs
 		failed  int
 		reasons string
 	}
@@ -76,21 +78,23 @@ func oneMerchant(ctx context.Context, cfg *config) ([]Row, error) {
 		if err != nil {
 			return nil, err
 		}
-		inBefore := w.inMsgs()
+		inBefore, cpuBefore := w.inMsgs(), cpuTime()
 		p, err := runPhase(ctx, w, cmds, 0, cfg.phaseTimeout, m.results...)
 		ops := opsPerCommand(w.inMsgs()-inBefore, len(cmds))
+		cpu := float64(cpuTime()-cpuBefore) / float64(time.Microsecond) / float64(len(cmds))
 		rw.stop()
 		if err != nil {
 			return nil, fmt.Errorf("%s, run %d: %w", m.name, i/2+1, err)
 		}
-		m.rates, m.ops = append(m.rates, p.rate), append(m.ops, ops)
+		m.rates, m.ops, m.cpu = append(m.rates, p.rate), append(m.ops, ops), append(m.cpu, cpu)
 		m.failed += p.failed
 		m.reasons += p.reasons
-		log.Printf("%s: run %d (%s): %d captures, %.0f/s, %.2f JetStream operations each", sc, i+1, m.name, p.answered, p.rate, ops)
+		log.Printf("%s: run %d (%s): %d captures, %.0f/s, %.2f JetStream operations and %.0f µs of CPU each", sc, i+1, m.name, p.answered, p.rate, ops, cpu)
 	}
 	med := func(v []float64) float64 { s := slices.Sorted(slices.Values(v)); return s[len(s)/2] }
 	without, with := med(modes[0].rates), med(modes[1].rates)
 	opsWithout, opsWith := med(modes[0].ops), med(modes[1].ops)
+	cpuWithout, cpuWith := med(modes[0].cpu), med(modes[1].cpu)
 	share := with / without * 100
 	rows := []Row{
 		info(sc, "no file (one merchant of the environment), median", without, "commands/s", fmt.Sprintf("%.0f/s", without)),
@@ -98,14 +102,17 @@ func oneMerchant(ctx context.Context, cfg *config) ([]Row, error) {
 		atLeast(sc, "file of one merchant / no file", share, "%", fmt.Sprintf("%.1f%%", share), 90, "≥ 90%"),
 		info(sc, "JetStream operations per command (no file / file), median", opsWith, "operations",
 			fmt.Sprintf("%.2f / %.2f", opsWithout, opsWith)),
+		info(sc, "CPU per command (no file / file), median", cpuWith, "µs",
+			fmt.Sprintf("%.0f µs / %.0f µs", cpuWithout, cpuWith)),
 		atMost(sc, "failed results (no file / file)", float64(modes[0].failed+modes[1].failed), "results",
 			fmt.Sprintf("%d / %d", modes[0].failed, modes[1].failed), 0, "0"),
 	}
 	rows[0].Note = fmt.Sprintf("%d runs of %d captures each at zero API latency, published at once, alternating with the runs with a file; "+
 		"one replica run by internal/fleet as cmd/frontpay-worker runs it (history poll off), concurrency %d", cfg.oneMerchantRuns, cfg.n, cfg.concurrency)
 	rows[1].Note = fmt.Sprintf("runs: %s; without: %s", rateList(modes[1].rates), rateList(modes[0].rates))
+	rows[4].Note = "user and system time of the benchmark's process (the NATS server, the replica, the sandbox, the publisher and the collector) from the first publish to the last result, per command: less sensitive than the rate to other processes on the machine"
 	if r := modes[0].reasons + " " + modes[1].reasons; modes[0].failed+modes[1].failed > 0 {
-		rows[4].Note = r
+		rows[5].Note = r
 	}
 	return rows, nil
 }
@@ -120,4 +127,13 @@ func rateList(v []float64) string {
 		s += fmt.Sprintf("%.0f/s", r)
 	}
 	return s
+}
+
+// cpuTime is the user and system CPU time this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
