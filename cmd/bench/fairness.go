@@ -238,7 +238,7 @@ func fairRun(ctx context.Context, w *world, cfg *config, topo consumer.Topology,
 	for _, a := range ms {
 		fm = append(fm, fileMerchant{ID: a.id, Token: a.token, Rate: fairRate})
 		// The merchants' consumers exist, as a deployment that ran before leaves them: the
-		// backlog waits for its merchant, not for the answers to unknown merchants.
+		// backlog is waiting on its merchant's consumer.
 		if err := topo.EnsureMerchant(ctx, w.js, kv, a.id); err != nil {
 			return nil, err
 		}
