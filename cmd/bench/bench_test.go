@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -185,7 +186,7 @@ func TestMs(t *testing.T) {
 
 func TestParseScenarios(t *testing.T) {
 	for in, want := range map[string]string{
-		"all":                 "throughput,idle,tracing,latency,ratelimit,memory,failover",
+		"all":                 "throughput,idle,tracing,onemerchant,latency,ratelimit,memory,failover,fairness",
 		"failover,idle":       "idle,failover",
 		"latency,throughput":  "throughput,latency",
 		" memory , ratelimit": "ratelimit,memory",
@@ -229,5 +230,46 @@ func TestStatusText(t *testing.T) {
 	}
 	if got := statusText(nil); got != "none" {
 		t.Errorf("statusText(nil) = %q", got)
+	}
+}
+
+// TestScenariosSmall runs the scenarios of several merchants at a size that takes seconds: the
+// cost of a merchants file of one merchant, and fairness on three replicas with a backlog, a
+// merchant answered 503, one answered 429 and a steady one. Their speed targets are not
+// checked here (speed belongs in the benchmark itself); that every window command is answered
+// and no token goes over its budget are.
+func TestScenariosSmall(t *testing.T) {
+	cfg, err := parseFlags([]string{"-n", "50", "-onemerchant-runs", "1", "-fairness-merchants", "4",
+		"-fairness-backlog", "8", "-fairness-window", "1s", "-fairness-settle", "300ms", "-phase-timeout", "1m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for name, scenario := range map[string]func(context.Context, *config) ([]Row, error){"onemerchant": oneMerchant, "fairness": fairness} {
+		t.Run(name, func(t *testing.T) {
+			rows, err := scenario(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b bytes.Buffer
+			if err := writeTable(&b, rows); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("\n%s", b.String())
+			if targets, _ := summary(rows); targets < 2 {
+				t.Errorf("%d targets", targets)
+			}
+			for _, r := range rows {
+				if r.Scenario != name {
+					t.Errorf("row of scenario %q: %+v", r.Scenario, r)
+				}
+				if strings.HasPrefix(r.Figure, "failed") || strings.HasPrefix(r.Figure, "most API calls to one token") {
+					if r.Met == nil || !*r.Met {
+						t.Errorf("%s: %s (%s)", r.Figure, r.Shown, r.Note)
+					}
+				}
+			}
+		})
 	}
 }

@@ -27,7 +27,7 @@ func failover(ctx context.Context, cfg *config) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmds, err := detailsCommands(res)
+	cmds, err := detailsCommands(res, detailsSubject)
 	if err != nil {
 		return nil, err
 	}

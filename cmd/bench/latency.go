@@ -81,7 +81,7 @@ func ratelimit(ctx context.Context, cfg *config) ([]Row, error) {
 		return nil, err
 	}
 	log.Printf("ratelimit: set up %d reservations in %s", n, time.Since(t).Round(time.Millisecond))
-	cmds, err := detailsCommands(res)
+	cmds, err := detailsCommands(res, detailsSubject)
 	if err != nil {
 		return nil, err
 	}

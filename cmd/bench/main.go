@@ -1,11 +1,12 @@
 // Command bench measures the worker on this machine: throughput against a bare JetStream→HTTP
 // pipeline, its JetStream operations and API calls per command and its overhead per command,
 // the time one command takes on an idle worker, what tracing costs when it exports nothing,
-// throughput under API latency, the rate limiter
-// against the API's limit, the peak memory of a worker process on a large backlog, and how long
-// commands wait when their owner is SIGKILLed.
+// what a merchants file of one merchant costs a command, throughput under API latency, the rate
+// limiter against the API's limit, the peak memory of a worker process on a large backlog, how
+// long commands wait when their owner is SIGKILLed, and whether fifty merchants on three replicas
+// each get their budget while one has a backlog and two have their API down or throttled.
 //
-//	go run ./cmd/bench [-json out.json] [-scenarios all|throughput,idle,tracing,latency,ratelimit,memory,failover] [-n 20000]
+//	go run ./cmd/bench [-json out.json] [-scenarios all|throughput,idle,tracing,onemerchant,latency,ratelimit,memory,failover,fairness] [-n 20000]
 //
 // Everything runs in one go: file-backed JetStream (embedded, or a nats-server process for memory
 // and failover) in a temporary directory and the sandbox over loopback HTTP, sharing the machine
@@ -57,9 +58,16 @@ type config struct {
 
 	memoryN        int
 	memoryDuration time.Duration
+
+	oneMerchantRuns int
+
+	fairnessMerchants int
+	fairnessBacklog   int
+	fairnessWindow    time.Duration
+	fairnessSettle    time.Duration
 }
 
-var allScenarios = []string{"throughput", "idle", "tracing", "latency", "ratelimit", "memory", "failover"}
+var allScenarios = []string{"throughput", "idle", "tracing", "onemerchant", "latency", "ratelimit", "memory", "failover", "fairness"}
 
 func parseFlags(args []string) (*config, error) {
 	cfg := &config{}
@@ -83,6 +91,11 @@ func parseFlags(args []string) (*config, error) {
 	fs.IntVar(&cfg.apiRate, "api-rate", 240, "ratelimit: the worker's FRONTPAY_API_RATE (the sandbox's limit stays 240)")
 	fs.IntVar(&cfg.memoryN, "memory-commands", 100000, "memory: details commands waiting when the worker starts")
 	fs.DurationVar(&cfg.memoryDuration, "memory-duration", 20*time.Second, "memory: how long the worker works on the backlog at most")
+	fs.IntVar(&cfg.oneMerchantRuns, "onemerchant-runs", 5, "onemerchant: runs of -n captures with a merchants file of one merchant, and as many without a file, alternating")
+	fs.IntVar(&cfg.fairnessMerchants, "fairness-merchants", 50, "fairness: merchants (one with a backlog, one answered 503, one answered 429, the others steady), at least 4")
+	fs.IntVar(&cfg.fairnessBacklog, "fairness-backlog", 10000, "fairness: details commands waiting for the backlog merchant when the replicas start")
+	fs.DurationVar(&cfg.fairnessWindow, "fairness-window", 2*time.Minute, "fairness: the steady window of each run (alone, then all merchants), in which calls a minute and latencies are measured")
+	fs.DurationVar(&cfg.fairnessSettle, "fairness-settle", 10*time.Second, "fairness: how long ownership must not move before the steady supply starts, and how long the supply runs before the window opens")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -94,11 +107,14 @@ func parseFlags(args []string) (*config, error) {
 		return nil, err
 	}
 	switch {
-	case cfg.n < 1 || cfg.idleN < 1 || cfg.tracingN < 1 || cfg.tracingRuns < 1 || cfg.latencyN < 1 || cfg.memoryN < 1 || cfg.ratelimitN < 1:
-		return nil, errors.New("-n, -idle-n, -tracing-n, -tracing-runs, -latency-n, -ratelimit-n and -memory-commands must be at least 1")
+	case cfg.n < 1 || cfg.idleN < 1 || cfg.tracingN < 1 || cfg.tracingRuns < 1 || cfg.latencyN < 1 || cfg.memoryN < 1 || cfg.ratelimitN < 1 ||
+		cfg.oneMerchantRuns < 1 || cfg.fairnessBacklog < 1:
+		return nil, errors.New("-n, -idle-n, -tracing-n, -tracing-runs, -latency-n, -ratelimit-n, -memory-commands, -onemerchant-runs and -fairness-backlog must be at least 1")
+	case cfg.fairnessMerchants < 4:
+		return nil, errors.New("-fairness-merchants must be at least 4")
 	case cfg.concurrency < 1:
 		return nil, errors.New("-concurrency must be at least 1")
-	case cfg.latency <= 0 || cfg.ratelimitDuration <= 0 || cfg.memoryDuration <= 0 || cfg.halfDuration <= 0:
+	case cfg.latency <= 0 || cfg.ratelimitDuration <= 0 || cfg.memoryDuration <= 0 || cfg.halfDuration <= 0 || cfg.fairnessWindow <= 0 || cfg.fairnessSettle <= 0:
 		return nil, errors.New("durations must be positive")
 	case cfg.apiRate < 1:
 		return nil, errors.New("-api-rate must be at least 1")
@@ -255,7 +271,13 @@ func run(ctx context.Context, cfg *config, args []string) int {
 			"apiRate":               fmt.Sprint(cfg.apiRate),
 			"memoryCommands":        fmt.Sprint(cfg.memoryN),
 			"memoryDuration":        cfg.memoryDuration.String(),
+			"oneMerchantRuns":       fmt.Sprint(cfg.oneMerchantRuns),
+			"fairnessMerchants":     fmt.Sprint(cfg.fairnessMerchants),
+			"fairnessBacklog":       fmt.Sprint(cfg.fairnessBacklog),
+			"fairnessWindow":        cfg.fairnessWindow.String(),
+			"fairnessSettle":        cfg.fairnessSettle.String(),
 			"worker":                "consumer.Worker as cmd/frontpay-worker wires it (rate limiter, metrics, publisher, JSON log at info to io.Discard); production defaults otherwise, but DrainTimeout 2s",
+			"replicas":              "onemerchant, fairness: internal/fleet in this process as cmd/frontpay-worker wires it, each replica on a NATS connection of its own; history poll off; onemerchant: DrainTimeout 2s, fairness: production defaults (concurrency per merchant -concurrency)",
 			"nats":                  "file storage in a temporary directory; embedded server in this process (memory, failover: a nats-server process and worker processes)",
 			"sandbox":               "in this process over loopback HTTP (httptest); API time = the sandbox handler's duration",
 			"overheadDefinition":    "(result arrival − publish) − API time of the command's reservation (its requests; a capture with the read-back marker makes one)",
@@ -265,8 +287,8 @@ func run(ctx context.Context, cfg *config, args []string) int {
 	log.Printf("machine: %d CPUs (%s), %s, load %s", rep.Machine.NumCPU, rep.Machine.CPUModel, rep.Machine.GoVersion, rep.Machine.LoadAtStart)
 	start := time.Now()
 	scenarios := map[string]func(context.Context, *config) ([]Row, error){
-		"throughput": throughput, "idle": idle, "tracing": tracingCost, "latency": latency, "ratelimit": ratelimit, "memory": memory,
-		"failover": failover,
+		"throughput": throughput, "idle": idle, "tracing": tracingCost, "onemerchant": oneMerchant, "latency": latency,
+		"ratelimit": ratelimit, "memory": memory, "failover": failover, "fairness": fairness,
 	}
 	for _, name := range cfg.scenarios {
 		if ctx.Err() != nil {

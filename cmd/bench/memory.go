@@ -178,7 +178,7 @@ func memory(ctx context.Context, cfg *config) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmds, err := detailsCommands(res)
+	cmds, err := detailsCommands(res, detailsSubject)
 	if err != nil {
 		return nil, err
 	}

@@ -26,7 +26,7 @@ func tracingCost(ctx context.Context, cfg *config) ([]Row, error) {
 	rates := map[bool][]float64{} // untraced → rates
 	for i := range 2 * cfg.tracingRuns {
 		untraced := i%2 == 1
-		cmds, err := detailsCommands(res)
+		cmds, err := detailsCommands(res, detailsSubject)
 		if err != nil {
 			return nil, err
 		}

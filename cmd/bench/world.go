@@ -434,12 +434,14 @@ func captureCommands(rs []reservation, subject string) ([]command, error) {
 	return out, nil
 }
 
-// detailsCommands builds one details command per reservation.
-func detailsCommands(rs []reservation) ([]command, error) {
+// detailsSubject is the subject of details commands in a one-merchant deployment without prefix.
+var detailsSubject = schemas.CommandSubject("", frontpay.ReservationDetails)
+
+// detailsCommands builds one details command per reservation, on subject.
+func detailsCommands(rs []reservation, subject string) ([]command, error) {
 	out := make([]command, len(rs))
 	for i, r := range rs {
-		c, err := newCommand(frontpay.ReservationDetails, schemas.CommandSubject("", frontpay.ReservationDetails),
-			map[string]any{"reservationUuid": r.UUID})
+		c, err := newCommand(frontpay.ReservationDetails, subject, map[string]any{"reservationUuid": r.UUID})
 		if err != nil {
 			return nil, err
 		}
@@ -506,6 +508,7 @@ func publishPaced(ctx context.Context, js jetstream.JetStream, cmds []command, p
 type collector struct {
 	index    map[string]int // command id → index
 	result   []atomic.Int64 // now() of the first result, by index
+	isFail   []atomic.Bool  // whether the first result was a failure, by index
 	got      atomic.Int64
 	done     chan struct{}
 	mu       sync.Mutex
@@ -516,7 +519,7 @@ type collector struct {
 // collect subscribes to subjects for the results of cmds.
 func collect(nc *nats.Conn, cmds []command, subjects ...string) (*collector, error) {
 	c := &collector{index: make(map[string]int, len(cmds)), result: make([]atomic.Int64, len(cmds)),
-		done: make(chan struct{}), failures: map[string]int{}}
+		isFail: make([]atomic.Bool, len(cmds)), done: make(chan struct{}), failures: map[string]int{}}
 	for i, cmd := range cmds {
 		c.index[cmd.ID] = i
 	}
@@ -551,6 +554,7 @@ func (c *collector) handle(m *nats.Msg) {
 		return
 	}
 	if strings.HasSuffix(m.Subject, ".failed") {
+		c.isFail[i].Store(true)
 		c.mu.Lock()
 		c.failures[ev.Data.Reason]++
 		c.mu.Unlock()
