@@ -53,22 +53,33 @@ type limiter struct {
 // wait blocks until a request may be sent.
 func (l *limiter) wait(ctx context.Context) error {
 	start := time.Now()
-	if err := l.paused(ctx); err != nil {
-		return err
-	}
-	if l.lim != nil {
+	for {
+		if err := l.paused(ctx); err != nil {
+			return err
+		}
+		if l.lim == nil {
+			break
+		}
 		if err := l.lim.Wait(ctx); err != nil {
 			return err
 		}
-		// A 429 that came while this call waited for its turn holds it back too.
-		if err := l.paused(ctx); err != nil {
-			return err
+		// A 429 that came while this call waited for its turn holds it back too, and its turn
+		// is spent: calls that got theirs during the pause must not all go when it ends.
+		if !l.pausing() {
+			break
 		}
 	}
 	if took := time.Since(start); took > time.Millisecond && l.hooks.RateLimitWait != nil {
 		l.hooks.RateLimitWait(took)
 	}
 	return nil
+}
+
+// pausing reports whether a 429's pause is on.
+func (l *limiter) pausing() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return time.Now().Before(l.notUntil)
 }
 
 // paused waits out a 429's pause, if one is on.
