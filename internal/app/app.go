@@ -1,4 +1,8 @@
-package main
+// Package app is the worker as a whole: its configuration from the environment (Config,
+// LoadConfig) and Main, which wires it: NATS (embedded or remote), the streams, the Front Payment
+// clients, the merchants' consumers and status services (internal/fleet), metrics, tracing and
+// the HTTP server. cmd/frontpay-worker is its command line.
+package app
 
 import (
 	"context"
@@ -59,8 +63,17 @@ func NewMain(cfg *Config, log *slog.Logger) *Main {
 	return &Main{Config: cfg, Logger: log, EmbeddedAddr: "127.0.0.1:4222"}
 }
 
-// Run starts the worker and returns once it consumes, or with the first error.
+// Run starts the worker and returns once it consumes, or with the first error, having then
+// released what it started (Close returns at once).
 func (m *Main) Run(ctx context.Context) error {
+	if err := m.run(ctx); err != nil {
+		_ = m.Close()
+		return err
+	}
+	return nil
+}
+
+func (m *Main) run(ctx context.Context) error {
 	cfg, log := m.Config, m.Logger
 	url := cfg.NATSURL
 	if url == "" {
@@ -79,7 +92,7 @@ func (m *Main) Run(ctx context.Context) error {
 		log.Info("embedded NATS server started", "url", url, "store", dir)
 	}
 	m.NATSURL = url
-	nc, js, err := connect(&cfg.NATSConfig, url, log)
+	nc, js, err := Connect(&cfg.NATSConfig, url, log)
 	if err != nil {
 		return err
 	}
@@ -243,10 +256,10 @@ func (m *Main) serveHTTP() error {
 	return nil
 }
 
-// connect opens the NATS connection (credentials or an nkey, TLS, and reconnects for ever) and
+// Connect opens the NATS connection (credentials or an nkey, TLS, and reconnects for ever) and
 // its JetStream context. extra options come last and so override those (the tools give up at
 // once instead).
-func connect(cfg *NATSConfig, url string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
+func Connect(cfg *NATSConfig, url string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
 	opts := []nats.Option{
 		nats.Name("frontpay-worker"),
 		nats.MaxReconnects(-1),
