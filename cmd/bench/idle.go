@@ -17,21 +17,21 @@ import (
 // others, and counts the API calls each operation makes.
 func idle(ctx context.Context, cfg *config) ([]Row, error) {
 	const sc = "idle"
-	w, err := newWorld(ctx, sandbox.Options{RateLimit: -1, Seed: 5})
+	w, err := newWorld(sandbox.Options{RateLimit: -1, Seed: 5})
 	if err != nil {
 		return nil, err
 	}
 	defer w.close()
 	n := cfg.idleN
-	res, err := setupReservations(ctx, w.api, w.sb, 2*n, true)
+	res, err := setupReservations(ctx, w.api, w.sb.Sandbox, 2*n, true)
 	if err != nil {
 		return nil, err
 	}
-	wk, err := w.startWorker(ctx, workerOptions{Concurrency: cfg.concurrency, APITimeout: cfg.apiTimeout})
+	wk, err := w.startWorker(ctx, workerOptions{Concurrency: cfg.concurrency, APITimeout: cfg.apiTimeout, DrainTimeout: drainTimeout})
 	if err != nil {
 		return nil, err
 	}
-	defer wk.stop()
+	defer wk.Close()
 
 	type opRun struct {
 		op    frontpay.Operation

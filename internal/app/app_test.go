@@ -7,14 +7,17 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
 	"github.com/nordpay/frontpay-worker/internal/testworld"
+	"github.com/nordpay/frontpay-worker/schemas"
 )
 
 // sandboxToken is the token of the tests' sandboxes.
@@ -25,8 +28,8 @@ const sandboxToken = "sandbox-token"
 func TestMain(m *testing.M) { testworld.Main(m) }
 
 // startMain runs the whole worker in this process, on an embedded NATS server, against the
-// sandbox at apiURL, with the test configuration changed by mods.
-func startMain(t *testing.T, apiURL string, mods ...func(*Config)) *Main {
+// sandbox at apiURL, with the test configuration (m.Config) and Main changed by mods.
+func startMain(t *testing.T, apiURL string, mods ...func(*Main)) *Main {
 	t.Helper()
 	cfg := &Config{
 		APIURL: apiURL, APIToken: sandboxToken, APITimeout: 2 * time.Second, MaxAttempts: 2,
@@ -34,11 +37,11 @@ func startMain(t *testing.T, apiURL string, mods ...func(*Config)) *Main {
 		Concurrency: 4, AckWait: time.Second, PinnedTTL: 3 * time.Second, DrainTimeout: time.Second, LeaseMargin: 100 * time.Millisecond,
 		Replicas: 1, WorkerName: "test",
 	}
-	for _, mod := range mods {
-		mod(cfg)
-	}
 	m := NewMain(cfg, slog.New(slog.DiscardHandler))
 	m.EmbeddedAddr = "127.0.0.1:0"
+	for _, mod := range mods {
+		mod(m)
+	}
 	if err := m.Run(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -84,6 +87,39 @@ func TestProbes(t *testing.T) {
 	}
 	if r := get("/readyz"); r == 200 {
 		t.Fatalf("readyz %d after Close", r)
+	}
+}
+
+// TestUntracedTookOver: a worker without a tracer answers a command as well, and TookOver is told
+// when it becomes the owner of the one merchant's commands (""; the server pins it with the
+// first command it delivers), as the metrics are.
+func TestUntracedTookOver(t *testing.T) {
+	took := make(chan string, 1)
+	m := startMain(t, newSandbox(t).URL, func(m *Main) {
+		m.Untraced = true
+		m.TookOver = func(merchant string) {
+			select {
+			case took <- merchant:
+			default:
+			}
+		}
+	})
+	if m.traces != nil {
+		t.Error("an untraced worker set up tracing")
+	}
+	_, js := testworld.Connect(t, m.NATSURL)
+	c := testworld.NewCommand(t, frontpay.ReservationDetails, map[string]any{"reservationUuid": "RES1"})
+	testworld.Publish(t, js, c.Msg(""))
+	testworld.WaitFor(t, func() bool {
+		return slices.ContainsFunc(testworld.ReadStream(t, js, "FRONTPAY_RESULTS"), func(ev schemas.Event) bool { return ev.CausationID == c.ID })
+	}, "the details command's result")
+	select {
+	case merchant := <-took:
+		if merchant != "" {
+			t.Errorf("took over the commands of merchant %q, want the one merchant (\"\")", merchant)
+		}
+	default:
+		t.Error("TookOver was not told of the take-over")
 	}
 }
 

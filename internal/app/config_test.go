@@ -141,7 +141,8 @@ func TestRetentionVariables(t *testing.T) {
 	dir := t.TempDir()
 	check := func(cmds, results, deadLetters, ttl time.Duration) {
 		t.Helper()
-		m := startMain(t, sb.URL, func(c *Config) {
+		m := startMain(t, sb.URL, func(m *Main) {
+			c := m.Config
 			c.DataDir, c.CommandRetention, c.ResultRetention, c.DeadLetterRetention, c.StateTTL = dir, cmds, results, deadLetters, ttl
 		})
 		defer m.Close()

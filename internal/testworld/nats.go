@@ -120,6 +120,9 @@ func (n *NATS) Restart(tb testing.TB, down func()) {
 	}
 }
 
+// Server is the nats-server, e.g. for its statistics (Varz).
+func (n *NATS) Server() *server.Server { return n.srv.Server() }
+
 // Close closes the connection, then stops the server.
 func (n *NATS) Close() {
 	if n.Conn != nil {
