@@ -16,6 +16,7 @@ import (
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
 	"github.com/nordpay/frontpay-worker/internal/app"
+	"github.com/nordpay/frontpay-worker/internal/proc"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
 
@@ -200,7 +201,7 @@ func newFairAccount(ctx context.Context, w *world, id string, n int) (*fairAccou
 		return nil, err
 	}
 	a := &fairAccount{id: id, token: "token-" + id}
-	if a.res, err = setupReservations(ctx, api, w.sb.Sandbox, n, false); err != nil {
+	if a.res, err = setupReservations(ctx, api, w.sb, n, false); err != nil {
 		return nil, err
 	}
 	return a, w.sb.RotateToken(setup, a.token)
@@ -307,7 +308,7 @@ func fairRun(ctx context.Context, w *world, cfg *config, topo consumer.Topology,
 	for i, a := range ms {
 		ids[i] = a.id
 	}
-	if err := waitFor(ctx, 2*time.Minute+cfg.fairnessSettle, "every merchant owned, no ownership moving", func() bool {
+	if err := proc.WaitFor(ctx, 2*time.Minute+cfg.fairnessSettle, "every merchant owned, no ownership moving", func() bool {
 		return own.settled(ids, cfg.fairnessSettle)
 	}); err != nil {
 		return nil, err
@@ -351,7 +352,7 @@ func fairRun(ctx context.Context, w *world, cfg *config, topo consumer.Topology,
 	measured := func(id string) bool { return id != downMerchant && id != limitedMerchant }
 	off := len(backlog) + len(first) // supply's offset in every
 	// Those still without an answer after the wait count as missing.
-	_ = waitFor(ctx, 2*time.Minute, "", func() bool {
+	_ = proc.WaitFor(ctx, 2*time.Minute, "", func() bool {
 		for id, idx := range window {
 			for _, i := range idx {
 				if measured(id) && c.result[off+i].Load() == 0 {
@@ -463,20 +464,6 @@ func (o *owners) spread() string {
 		parts = append(parts, fmt.Sprintf("%s %d", r, n[r]))
 	}
 	return strings.Join(parts, ", ")
-}
-
-// waitFor polls cond every 50ms until it holds, for timeout at most.
-func waitFor(ctx context.Context, timeout time.Duration, what string, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: not within %s", what, timeout)
-		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // sleep waits d, or until ctx ends.

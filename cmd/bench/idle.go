@@ -23,7 +23,7 @@ func idle(ctx context.Context, cfg *config) ([]Row, error) {
 	}
 	defer w.close()
 	n := cfg.idleN
-	res, err := setupReservations(ctx, w.api, w.sb.Sandbox, 2*n, true)
+	res, err := setupReservations(ctx, w.api, w.sb, 2*n, true)
 	if err != nil {
 		return nil, err
 	}

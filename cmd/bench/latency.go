@@ -22,7 +22,7 @@ func latency(ctx context.Context, cfg *config) ([]Row, error) {
 	}
 	defer w.close()
 	t := time.Now()
-	res, err := setupReservations(ctx, w.api, w.sb.Sandbox, cfg.latencyN, true)
+	res, err := setupReservations(ctx, w.api, w.sb, cfg.latencyN, true)
 	if err != nil {
 		return nil, err
 	}
@@ -76,7 +76,7 @@ func ratelimit(ctx context.Context, cfg *config) ([]Row, error) {
 	// A backlog the run cannot finish: 25% more than the limit allows in the run.
 	n := max(cfg.ratelimitN, int(float64(cfg.apiRate)*cfg.ratelimitDuration.Minutes()*1.25)+1)
 	t := time.Now()
-	res, err := setupReservations(ctx, w.api, w.sb.Sandbox, n, false) // the sandbox's limit is off for the setup
+	res, err := setupReservations(ctx, w.api, w.sb, n, false) // the sandbox's limit is off for the setup
 	if err != nil {
 		return nil, err
 	}

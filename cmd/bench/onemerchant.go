@@ -43,7 +43,7 @@ func oneMerchant(ctx context.Context, cfg *config) ([]Row, error) {
 	t := time.Now()
 	sets := make([][]reservation, cfg.oneMerchantRuns)
 	for i := range sets {
-		if sets[i], err = setupReservations(ctx, w.api, w.sb.Sandbox, cfg.n, true); err != nil {
+		if sets[i], err = setupReservations(ctx, w.api, w.sb, cfg.n, true); err != nil {
 			return nil, err
 		}
 	}

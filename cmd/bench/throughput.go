@@ -85,11 +85,11 @@ func throughput(ctx context.Context, cfg *config) ([]Row, error) {
 	defer w.close()
 
 	t := time.Now()
-	workerRes, err := setupReservations(ctx, w.api, w.sb.Sandbox, cfg.n, true)
+	workerRes, err := setupReservations(ctx, w.api, w.sb, cfg.n, true)
 	if err != nil {
 		return nil, err
 	}
-	bareRes, err := setupReservations(ctx, w.api, w.sb.Sandbox, cfg.n, true)
+	bareRes, err := setupReservations(ctx, w.api, w.sb, cfg.n, true)
 	if err != nil {
 		return nil, err
 	}
@@ -151,7 +151,7 @@ func throughput(ctx context.Context, cfg *config) ([]Row, error) {
 	half := full.rate / 2
 	halfN := max(int(half*cfg.halfDuration.Seconds()), 1)
 	t = time.Now()
-	halfRes, err := setupReservations(ctx, w.api, w.sb.Sandbox, halfN, true)
+	halfRes, err := setupReservations(ctx, w.api, w.sb, halfN, true)
 	if err != nil {
 		return nil, err
 	}

@@ -19,7 +19,7 @@ func tracingCost(ctx context.Context, cfg *config) ([]Row, error) {
 		return nil, err
 	}
 	defer w.close()
-	res, err := setupReservations(ctx, w.api, w.sb.Sandbox, cfg.tracingN, false)
+	res, err := setupReservations(ctx, w.api, w.sb, cfg.tracingN, false)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -23,6 +24,7 @@ import (
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
 	"github.com/nordpay/frontpay-worker/internal/app"
+	"github.com/nordpay/frontpay-worker/internal/proc"
 	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
@@ -39,21 +41,25 @@ var epoch = time.Now()
 // now is the benchmark's timestamp: nanoseconds since epoch, monotonic, never 0.
 func now() int64 { return int64(time.Since(epoch)) + 1 }
 
-// world is one scenario's setting: an embedded JetStream server with a file store in a temporary
-// directory, the worker's topology, and the sandbox over loopback HTTP behind a recorder
-// (internal/testworld's, as the tests have them).
+// world is one scenario's setting: a JetStream server with a file store in a temporary directory
+// (embedded, internal/testworld's as the tests have it, or a nats-server process: newProcWorld),
+// the worker's topology, and the sandbox over loopback HTTP behind a recorder.
 type world struct {
 	dir  string
-	ns   *testworld.NATS
+	url  string              // the NATS server's
 	nc   *nats.Conn          // the benchmark's own connection: setup, publishing, results
 	js   jetstream.JetStream // on nc, with room for the asynchronous publishes of a backlog
 	topo consumer.Topology
 	sb   *testworld.API
 	rec  *recorder
 	api  *frontpay.Client // the benchmark's client, for setup
+
+	ns        *testworld.NATS // the embedded server, or
+	natsProc  *proc.Proc      // the nats-server process,
+	workerBin string          // and the worker's binary, of a newProcWorld
 }
 
-// newWorld starts a world; close it with close.
+// newWorld starts a world on an embedded server; close it with close.
 func newWorld(sbOpts sandbox.Options) (_ *world, err error) {
 	w := &world{topo: consumer.Topology{AckWait: 30 * time.Second}, rec: newRecorder()}
 	defer func() {
@@ -67,14 +73,21 @@ func newWorld(sbOpts sandbox.Options) (_ *world, err error) {
 	if w.ns, err = testworld.StartJetStream(w.dir, testworld.WithTopology(w.topo)); err != nil {
 		return nil, err
 	}
-	w.nc = w.ns.Conn
-	if w.js, err = jetstream.New(w.nc, jetstream.WithPublishAsyncMaxPending(4096)); err != nil {
-		return nil, err
+	w.url = w.ns.URL
+	return w, w.open(w.ns.Conn, sbOpts)
+}
+
+// open completes a world whose server runs: the benchmark's connection nc, the sandbox with
+// sbOpts behind the recorder, and the benchmark's client of it.
+func (w *world) open(nc *nats.Conn, sbOpts sandbox.Options) (err error) {
+	w.nc = nc
+	if w.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096)); err != nil {
+		return err
 	}
 	sbOpts.Token = token
 	w.sb = testworld.StartSandbox(sbOpts, w.rec.wrap)
 	w.api, err = frontpay.New(w.sb.URL, token, frontpay.WithTimeout(30*time.Second))
-	return w, err
+	return err
 }
 
 func (w *world) close() {
@@ -83,6 +96,11 @@ func (w *world) close() {
 	}
 	if w.ns != nil {
 		w.ns.Close()
+	} else if w.nc != nil {
+		w.nc.Close()
+	}
+	if w.natsProc != nil {
+		w.natsProc.Stop(syscall.SIGTERM, 10*time.Second)
 	}
 	if w.dir != "" {
 		_ = os.RemoveAll(w.dir)
@@ -125,7 +143,7 @@ func (w *world) startWorker(ctx context.Context, o workerOptions) (*app.Main, er
 		topo = w.topo
 	}
 	cfg := &app.Config{
-		NATSConfig: app.NATSConfig{NATSURL: w.ns.URL, SubjectPrefix: topo.Prefix, MerchantsFile: o.File},
+		NATSConfig: app.NATSConfig{NATSURL: w.url, SubjectPrefix: topo.Prefix, MerchantsFile: o.File},
 		APIURL:     w.sb.URL, APIToken: token, APITimeout: cmp.Or(o.APITimeout, 30*time.Second),
 		RetryMax: 5 * time.Minute, APIRate: o.APIRate, HTTPAddr: "127.0.0.1:0", Concurrency: o.Concurrency,
 		AckWait: topo.AckWait, PinnedTTL: topo.PinnedTTL, DrainTimeout: cmp.Or(o.DrainTimeout, 20*time.Second),
@@ -280,7 +298,7 @@ func submitRequest() (*frontpay.SubmitReservationRequest, error) {
 
 // setupReservations submits n reservations through the client; with paid, the customer pays each
 // (sandbox.Pay) and its details are read for the line's product id. 32 at a time.
-func setupReservations(ctx context.Context, api *frontpay.Client, sb *sandbox.Sandbox, n int, paid bool) ([]reservation, error) {
+func setupReservations(ctx context.Context, api *frontpay.Client, sb *testworld.API, n int, paid bool) ([]reservation, error) {
 	out := make([]reservation, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -318,7 +336,7 @@ func setupReservations(ctx context.Context, api *frontpay.Client, sb *sandbox.Sa
 	return out, ctx.Err()
 }
 
-func setupOne(ctx context.Context, api *frontpay.Client, sb *sandbox.Sandbox, req *frontpay.SubmitReservationRequest, paid bool, out *reservation) error {
+func setupOne(ctx context.Context, api *frontpay.Client, sb *testworld.API, req *frontpay.SubmitReservationRequest, paid bool, out *reservation) error {
 	res, err := api.SubmitReservation(ctx, req)
 	if err != nil {
 		return err
