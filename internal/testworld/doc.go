@@ -20,5 +20,6 @@
 // It imports none of the packages whose tests use it (consumer, status, publisher, client,
 // internal/metrics), so that their internal tests can: where it needs the worker's topology it
 // takes a Topology, which consumer.Topology is. StartJetStream, StartSandbox and Go take no test:
-// they serve a world that a TestMain sets up for a whole package (package client's examples).
+// they serve a world that a TestMain sets up for a whole package (package client's examples), or
+// a program's (cmd/bench).
 package testworld
