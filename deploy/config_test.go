@@ -12,7 +12,8 @@ import (
 	"time"
 )
 
-// The worker's configuration, read from config.go's source (package main cannot be imported).
+// The worker's configuration, read from the source of internal/app/config.go: its envconfig tags
+// and field types as written.
 
 type configVar struct {
 	name   string

@@ -16,7 +16,7 @@ import (
 
 // The code the manifests describe, relative to this directory.
 const (
-	configSource = "../cmd/frontpay-worker/config.go"
+	configSource = "../internal/app/config.go"
 	goMod        = "../go.mod"
 )
 

@@ -6,7 +6,7 @@
 //
 // The package has no code of its own, only tests. They generate the NATS definitions from
 // consumer.Topology (go test ./deploy -update rewrites them) and check every manifest against
-// the code it describes: the environment variables of cmd/frontpay-worker/config.go, the HTTP
+// the code it describes: the environment variables of internal/app/config.go, the HTTP
 // endpoints, and the metrics of internal/metrics. The NATS users are checked on a server started
 // from their file, with real connections.
 package deploy

@@ -769,7 +769,7 @@ func TestKubernetesWorker(t *testing.T) {
 				}
 			}
 			// The HTTP server starts only once the streams are set up, which retries for up to
-			// 2 minutes while a NATS cluster elects its leaders (cmd/frontpay-worker/app.go).
+			// 2 minutes while a NATS cluster elects its leaders (internal/app/app.go).
 			if p := c.StartupProbe; p != nil && time.Duration(p.PeriodSeconds*p.FailureThreshold)*time.Second < 2*time.Minute+30*time.Second {
 				t.Errorf("the startup probe gives up after %ds: shorter than the set-up's 2 minutes and a margin", p.PeriodSeconds*p.FailureThreshold)
 			}

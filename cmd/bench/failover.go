@@ -67,11 +67,11 @@ func failover(ctx context.Context, cfg *config) ([]Row, error) {
 		return first[source], len(answered)
 	}
 
-	owner, err := p.startWorker("owner")
+	owner, err := p.startProcess("owner")
 	if err != nil {
 		return nil, err
 	}
-	defer owner.stop(10 * time.Second)
+	defer owner.Stop(syscall.SIGTERM, 10*time.Second)
 	// The publisher: one command every 20ms, from now on.
 	pubCtx, stopPub := context.WithCancel(ctx)
 	defer stopPub()
@@ -111,11 +111,11 @@ func failover(ctx context.Context, cfg *config) ([]Row, error) {
 	if err := wait("the owner's first results", func() bool { _, n := seen("owner"); return n >= 20 }); err != nil {
 		return nil, err
 	}
-	standby, err := p.startWorker("standby")
+	standby, err := p.startProcess("standby")
 	if err != nil {
 		return nil, err
 	}
-	defer standby.stop(10 * time.Second)
+	defer standby.Stop(syscall.SIGTERM, 10*time.Second)
 	// The standby is up once its pull waits beside the owner's.
 	cons, err := p.js.Consumer(ctx, p.topo.CommandStream(), consumer.ConsumerName)
 	if err != nil {
@@ -128,10 +128,7 @@ func failover(ctx context.Context, cfg *config) ([]Row, error) {
 		return nil, err
 	}
 	killed := time.Now()
-	if err := owner.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		return nil, err
-	}
-	<-owner.exited
+	owner.Stop(syscall.SIGKILL, 10*time.Second)
 	log.Printf("failover: owner SIGKILLed")
 	if err := wait("the standby's first result", func() bool { t, _ := seen("standby"); return !t.IsZero() }); err != nil {
 		return nil, err

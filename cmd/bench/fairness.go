@@ -15,6 +15,8 @@ import (
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+	"github.com/nordpay/frontpay-worker/internal/app"
+	"github.com/nordpay/frontpay-worker/internal/proc"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
 
@@ -37,8 +39,8 @@ const (
 // fairnessPrefix is FRONTPAY_SUBJECT_PREFIX of the scenario.
 const fairnessPrefix = "shops."
 
-// fairness runs the merchants of issue 10's proof on fairnessReplicas replicas (internal/fleet
-// in this process, as cmd/frontpay-worker runs it, each on a connection of its own) against the
+// fairness runs the merchants of issue 10's proof on fairnessReplicas replicas (app.Main in this
+// process, as cmd/frontpay-worker runs it, each on a connection of its own) against the
 // sandbox, which limits every token to 240 requests a minute: one merchant with a backlog
 // waiting, one whose API answers 503, one whose API answers 429, and the others each given
 // details commands at 250 a minute, above their budget of rate 240, so that each can use it all.
@@ -50,7 +52,7 @@ const fairnessPrefix = "shops."
 // it. Over the whole run: the most requests any token had in a sliding minute.
 func fairness(ctx context.Context, cfg *config) ([]Row, error) {
 	const sc = "fairness"
-	w, err := newWorld(ctx, sandbox.Options{Seed: 8}) // the sandbox's limit: 240 a minute per token
+	w, err := newWorld(sandbox.Options{Seed: 8}) // the sandbox's limit: 240 a minute per token
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +196,7 @@ func newFairAccount(ctx context.Context, w *world, id string, n int) (*fairAccou
 	if err := w.sb.SetTokenRateLimit(setup, -1); err != nil {
 		return nil, err
 	}
-	api, err := frontpay.New(w.http.URL, setup, frontpay.WithTimeout(30*time.Second))
+	api, err := frontpay.New(w.sb.URL, setup, frontpay.WithTimeout(30*time.Second))
 	if err != nil {
 		return nil, err
 	}
@@ -288,12 +290,12 @@ func fairRun(ctx context.Context, w *world, cfg *config, topo consumer.Topology,
 	}
 
 	own := newOwners()
-	var replicas []*runningWorker
+	var replicas []*app.Main
 	defer func() { stopAll(replicas) }()
 	for i := range fairReplicas {
 		instance := fmt.Sprintf("replica-%d", i+1)
-		rw, err := w.startFleet(ctx, fleetOptions{Topology: topo, File: file, Instance: instance,
-			Concurrency: cfg.concurrency, Rate: fairRate, TookOver: own.tookOver(instance)})
+		rw, err := w.startWorker(ctx, workerOptions{Topology: topo, File: file, Name: instance,
+			Concurrency: cfg.concurrency, APIRate: fairRate, TookOver: own.tookOver(instance)})
 		if err != nil {
 			return nil, err
 		}
@@ -306,7 +308,7 @@ func fairRun(ctx context.Context, w *world, cfg *config, topo consumer.Topology,
 	for i, a := range ms {
 		ids[i] = a.id
 	}
-	if err := waitFor(ctx, 2*time.Minute+cfg.fairnessSettle, "every merchant owned, no ownership moving", func() bool {
+	if err := proc.WaitFor(ctx, 2*time.Minute+cfg.fairnessSettle, "every merchant owned, no ownership moving", func() bool {
 		return own.settled(ids, cfg.fairnessSettle)
 	}); err != nil {
 		return nil, err
@@ -350,7 +352,7 @@ func fairRun(ctx context.Context, w *world, cfg *config, topo consumer.Topology,
 	measured := func(id string) bool { return id != downMerchant && id != limitedMerchant }
 	off := len(backlog) + len(first) // supply's offset in every
 	// Those still without an answer after the wait count as missing.
-	_ = waitFor(ctx, 2*time.Minute, "", func() bool {
+	_ = proc.WaitFor(ctx, 2*time.Minute, "", func() bool {
 		for id, idx := range window {
 			for _, i := range idx {
 				if measured(id) && c.result[off+i].Load() == 0 {
@@ -420,7 +422,7 @@ type owners struct {
 
 func newOwners() *owners { return &owners{by: map[string]string{}} }
 
-// tookOver is a replica's fleetOptions.TookOver.
+// tookOver is a replica's workerOptions.TookOver.
 func (o *owners) tookOver(replica string) func(merchant string) {
 	return func(merchant string) {
 		o.mu.Lock()
@@ -462,20 +464,6 @@ func (o *owners) spread() string {
 		parts = append(parts, fmt.Sprintf("%s %d", r, n[r]))
 	}
 	return strings.Join(parts, ", ")
-}
-
-// waitFor polls cond every 50ms until it holds, for timeout at most.
-func waitFor(ctx context.Context, timeout time.Duration, what string, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: not within %s", what, timeout)
-		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // sleep waits d, or until ctx ends.

@@ -17,7 +17,7 @@ import (
 // others, and counts the API calls each operation makes.
 func idle(ctx context.Context, cfg *config) ([]Row, error) {
 	const sc = "idle"
-	w, err := newWorld(ctx, sandbox.Options{RateLimit: -1, Seed: 5})
+	w, err := newWorld(sandbox.Options{RateLimit: -1, Seed: 5})
 	if err != nil {
 		return nil, err
 	}
@@ -27,11 +27,11 @@ func idle(ctx context.Context, cfg *config) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	wk, err := w.startWorker(ctx, workerOptions{Concurrency: cfg.concurrency, APITimeout: cfg.apiTimeout})
+	wk, err := w.startWorker(ctx, workerOptions{Concurrency: cfg.concurrency, APITimeout: cfg.apiTimeout, DrainTimeout: drainTimeout})
 	if err != nil {
 		return nil, err
 	}
-	defer wk.stop()
+	defer wk.Close()
 
 	type opRun struct {
 		op    frontpay.Operation

@@ -16,7 +16,7 @@ import (
 // compares its throughput with the bound its concurrency sets: Concurrency / latency.
 func latency(ctx context.Context, cfg *config) ([]Row, error) {
 	const sc = "latency"
-	w, err := newWorld(ctx, sandbox.Options{RateLimit: -1, Seed: 2})
+	w, err := newWorld(sandbox.Options{RateLimit: -1, Seed: 2})
 	if err != nil {
 		return nil, err
 	}
@@ -33,11 +33,11 @@ func latency(ctx context.Context, cfg *config) ([]Row, error) {
 	}
 	w.sb.SetFault(frontpay.ReservationCapture, sandbox.Fault{Latency: cfg.latency})
 
-	wk, err := w.startWorker(ctx, workerOptions{Concurrency: cfg.concurrency, APITimeout: cfg.apiTimeout})
+	wk, err := w.startWorker(ctx, workerOptions{Concurrency: cfg.concurrency, APITimeout: cfg.apiTimeout, DrainTimeout: drainTimeout})
 	if err != nil {
 		return nil, err
 	}
-	defer wk.stop()
+	defer wk.Close()
 	p, err := runPhase(ctx, w, cmds, 0, cfg.phaseTimeout, workerResults...)
 	if err != nil {
 		return nil, err
@@ -68,7 +68,7 @@ func latency(ctx context.Context, cfg *config) ([]Row, error) {
 // counts the requests that reach the API and the 429 answers.
 func ratelimit(ctx context.Context, cfg *config) ([]Row, error) {
 	const sc = "ratelimit"
-	w, err := newWorld(ctx, sandbox.Options{RateLimit: -1, Seed: 3})
+	w, err := newWorld(sandbox.Options{RateLimit: -1, Seed: 3})
 	if err != nil {
 		return nil, err
 	}
@@ -98,7 +98,7 @@ func ratelimit(ctx context.Context, cfg *config) ([]Row, error) {
 	w.sb.SetRateLimit(0) // the default, 240 a minute, with a fresh window
 	w.rec.reset()
 	start := now()
-	wk, err := w.startWorker(ctx, workerOptions{Concurrency: cfg.concurrency, APITimeout: cfg.ratelimitAPITimeout, APIRate: cfg.apiRate})
+	wk, err := w.startWorker(ctx, workerOptions{Concurrency: cfg.concurrency, APITimeout: cfg.ratelimitAPITimeout, DrainTimeout: drainTimeout, APIRate: cfg.apiRate})
 	if err != nil {
 		return nil, err
 	}
@@ -106,13 +106,13 @@ func ratelimit(ctx context.Context, cfg *config) ([]Row, error) {
 	select {
 	case <-time.After(cfg.ratelimitDuration):
 	case <-ctx.Done():
-		wk.stop()
+		_ = wk.Close()
 		return nil, ctx.Err()
 	}
 	end := now()
 	arrivals, statuses := w.rec.counts()
 	answered := int(c.got.Load())
-	wk.stop()
+	_ = wk.Close()
 	_, statusesAfter := w.rec.counts() // 429s during the drain count too
 
 	in := 0

@@ -7,10 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
-	"net"
-	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,149 +15,55 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nordpay/frontpay-worker/consumer"
-	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+	"github.com/nordpay/frontpay-worker/internal/proc"
 )
 
-// procWorld is a scenario's world of processes: nats-server and frontpay-worker built from this
-// module into a temporary directory, a nats-server process with a file store there, the worker's
-// topology, and the sandbox over loopback HTTP behind a recorder.
-type procWorld struct {
-	dir       string
-	url       string // the nats-server's
-	workerBin string
-	ns        *exec.Cmd
-	nc        *nats.Conn
-	js        jetstream.JetStream
-	topo      consumer.Topology
-	rec       *recorder
-	sb        *sandbox.Sandbox
-	srv       *httptest.Server
-	api       *frontpay.Client // the benchmark's, for setup
-}
-
-// newProcWorld builds the binaries and starts nats-server and the sandbox; close it with close.
-func newProcWorld(ctx context.Context, name string, seed int64) (_ *procWorld, err error) {
-	p := &procWorld{topo: consumer.Topology{}, rec: newRecorder()}
+// newProcWorld starts a world of processes: nats-server and frontpay-worker built from this
+// module into its directory, a nats-server process with its file store there, and the sandbox;
+// close it with close.
+func newProcWorld(ctx context.Context, name string, seed int64) (_ *world, err error) {
+	w := &world{rec: newRecorder()}
 	defer func() {
 		if err != nil {
-			p.close()
+			w.close()
 		}
 	}()
-	if p.dir, err = os.MkdirTemp("", "frontpay-bench-"+name+"-"); err != nil {
+	if w.dir, err = os.MkdirTemp("", "frontpay-bench-"+name+"-"); err != nil {
 		return nil, err
 	}
-	root, err := moduleRoot(ctx)
-	if err != nil {
-		return nil, err
-	}
-	natsBin := filepath.Join(p.dir, "nats-server")
-	p.workerBin = filepath.Join(p.dir, "frontpay-worker")
 	t := time.Now()
-	for _, b := range [][2]string{{natsBin, "github.com/nats-io/nats-server/v2"}, {p.workerBin, "./cmd/frontpay-worker"}} {
-		cmd := exec.CommandContext(ctx, goTool(), "build", "-o", b[0], b[1])
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("go build %s: %w\n%s", b[1], err, out)
-		}
+	natsBin, workerBin, err := proc.Build(ctx, w.dir)
+	if err != nil {
+		return nil, err
 	}
+	w.workerBin = workerBin
 	log.Printf("%s: built nats-server and frontpay-worker in %s", name, time.Since(t).Round(time.Millisecond))
-
-	port, err := freePort()
+	port, err := proc.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	p.url = "nats://127.0.0.1:" + strconv.Itoa(port)
-	p.ns = exec.Command(natsBin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", filepath.Join(p.dir, "store"))
-	nsLog, err := os.Create(filepath.Join(p.dir, "nats-server.log"))
+	w.url = "nats://127.0.0.1:" + strconv.Itoa(port)
+	if w.natsProc, err = proc.StartNATS(ctx, natsBin, filepath.Join(w.dir, "store"), port, filepath.Join(w.dir, "nats-server.log")); err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(w.url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.Name("frontpay-bench"))
 	if err != nil {
 		return nil, err
 	}
-	defer nsLog.Close()
-	p.ns.Stdout, p.ns.Stderr = nsLog, nsLog
-	if err := p.ns.Start(); err != nil {
+	if err := w.open(nc, sandbox.Options{RateLimit: -1, Seed: seed}); err != nil {
 		return nil, err
 	}
-	if p.nc, err = nats.Connect(p.url, nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1),
-		nats.ReconnectWait(100*time.Millisecond), nats.Name("frontpay-bench")); err != nil {
-		return nil, err
-	}
-	if err := waitConnected(ctx, p.nc, 30*time.Second); err != nil {
-		return nil, fmt.Errorf("nats-server: %w", err)
-	}
-	if p.js, err = jetstream.New(p.nc, jetstream.WithPublishAsyncMaxPending(4096)); err != nil {
-		return nil, err
-	}
-	if _, err := p.topo.Ensure(ctx, p.js); err != nil {
-		return nil, err
-	}
-	p.sb = sandbox.New(sandbox.Options{Token: token, RateLimit: -1, Seed: seed})
-	p.srv = httptest.NewServer(p.rec.wrap(p.sb))
-	p.api, err = frontpay.New(p.srv.URL, token, frontpay.WithTimeout(30*time.Second))
-	return p, err
+	_, err = w.topo.Ensure(ctx, w.js)
+	return w, err
 }
 
-func (p *procWorld) close() {
-	if p.srv != nil {
-		p.srv.Close()
-	}
-	if p.sb != nil {
-		p.sb.Close()
-	}
-	if p.nc != nil {
-		p.nc.Close()
-	}
-	if p.ns != nil {
-		stopProcess(p.ns, 10*time.Second)
-	}
-	if p.dir != "" {
-		_ = os.RemoveAll(p.dir)
-	}
-}
-
-// workerProcess is a `frontpay-worker run` process of a procWorld.
-type workerProcess struct {
-	cmd    *exec.Cmd
-	log    string // its log file
-	exited chan struct{}
-}
-
-// startWorker starts `frontpay-worker run` against the world, with production's defaults but
-// for env; its log goes to a file of its own.
-func (p *procWorld) startWorker(name string, env ...string) (*workerProcess, error) {
-	wp := &workerProcess{log: filepath.Join(p.dir, name+".log"), exited: make(chan struct{})}
-	f, err := os.Create(wp.log)
-	if err != nil {
-		return nil, err
-	}
-	wp.cmd = exec.Command(p.workerBin, "run")
-	wp.cmd.Env = append(append(cleanEnv(), "NATS_URL="+p.url, "FRONTPAY_API_URL="+p.srv.URL, "FRONTPAY_API_TOKEN="+token,
-		"FRONTPAY_API_RATE=0", "FRONTPAY_HTTP_ADDR=127.0.0.1:0", "FRONTPAY_HISTORY_POLL=0", "FRONTPAY_WORKER_NAME="+name), env...)
-	wp.cmd.Stdout, wp.cmd.Stderr = f, f
-	if err := wp.cmd.Start(); err != nil {
-		f.Close()
-		return nil, err
-	}
-	go func() { _ = wp.cmd.Wait(); f.Close(); close(wp.exited) }()
-	return wp, nil
-}
-
-// stop ends the process: SIGTERM, then SIGKILL after grace.
-func (wp *workerProcess) stop(grace time.Duration) {
-	select {
-	case <-wp.exited:
-		return
-	default:
-	}
-	_ = wp.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-wp.exited:
-	case <-time.After(grace):
-		_ = wp.cmd.Process.Kill()
-		<-wp.exited
-	}
+// startProcess starts `frontpay-worker run` against a world of newProcWorld, with production's
+// defaults but for env; its log goes to a file of its own. Stop it with Stop.
+func (w *world) startProcess(name string, env ...string) (*proc.Proc, error) {
+	return proc.Start(name, filepath.Join(w.dir, name+".log"), w.workerBin, []string{"run"},
+		proc.Env(append([]string{"NATS_URL=" + w.url, "FRONTPAY_API_URL=" + w.sb.URL, "FRONTPAY_API_TOKEN=" + token,
+			"FRONTPAY_API_RATE=0", "FRONTPAY_HTTP_ADDR=127.0.0.1:0", "FRONTPAY_HISTORY_POLL=0", "FRONTPAY_WORKER_NAME=" + name}, env...)...))
 }
 
 // memory measures the peak resident memory of a worker process working on a backlog: an external
@@ -193,12 +96,12 @@ func memory(ctx context.Context, cfg *config) ([]Row, error) {
 	}
 
 	started := time.Now()
-	wp, err := p.startWorker("worker")
+	wp, err := p.startProcess("worker")
 	if err != nil {
 		return nil, err
 	}
-	defer wp.stop(30 * time.Second) // on an early return: the worker must not outlive the benchmark
-	log.Printf("memory: worker pid %d started on a backlog of %d; up to %s", wp.cmd.Process.Pid, cfg.memoryN, cfg.memoryDuration)
+	defer wp.Stop(syscall.SIGTERM, 30*time.Second) // on an early return: the worker must not outlive the benchmark
+	log.Printf("memory: worker pid %d started on a backlog of %d; up to %s", wp.Pid(), cfg.memoryN, cfg.memoryDuration)
 	var hwm, rss int64
 	var answered uint64
 	var finished time.Duration
@@ -209,11 +112,11 @@ loop:
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-wp.exited:
-			return nil, fmt.Errorf("the worker exited early (%v); its log:\n%s", wp.cmd.ProcessState, tail(wp.log, 20))
+		case <-wp.Done():
+			return nil, fmt.Errorf("the worker exited early (%v); its log:\n%s", wp.Err(), tail(wp.Log, 20))
 		case <-tick.C:
 		}
-		if h, r, err := procMemory(wp.cmd.Process.Pid); err == nil {
+		if h, r, err := procMemory(wp.Pid()); err == nil {
 			hwm, rss = max(hwm, h), r
 		}
 		if info, err := results.Info(ctx); err == nil {
@@ -227,12 +130,12 @@ loop:
 			break loop
 		}
 	}
-	if h, r, err := procMemory(wp.cmd.Process.Pid); err == nil {
+	if h, r, err := procMemory(wp.Pid()); err == nil {
 		hwm, rss = max(hwm, h), r
 	} else if hwm == 0 {
-		return nil, fmt.Errorf("read /proc/%d/status: %w", wp.cmd.Process.Pid, err)
+		return nil, fmt.Errorf("read /proc/%d/status: %w", wp.Pid(), err)
 	}
-	wp.stop(30 * time.Second)
+	wp.Stop(syscall.SIGTERM, 30*time.Second)
 	_, statuses := p.rec.counts()
 	mib := float64(hwm) / 1024 // VmHWM is in kB
 	rows := []Row{
@@ -279,83 +182,6 @@ func statusField(status []byte, name string) int64 {
 		return n
 	}
 	return 0
-}
-
-// moduleRoot is the directory of the main module's go.mod.
-func moduleRoot(ctx context.Context) (string, error) {
-	out, err := exec.CommandContext(ctx, goTool(), "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("run the benchmark inside the module (go run ./cmd/bench)")
-	}
-	return filepath.Dir(mod), nil
-}
-
-// goTool is the go command: the one on PATH.
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return "go"
-}
-
-// freePort returns a loopback TCP port free at the moment.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// waitConnected waits until nc is connected.
-func waitConnected(ctx context.Context, nc *nats.Conn, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for !nc.IsConnected() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not reachable within %s", timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return nil
-}
-
-// stopProcess stops a process this program started and nothing else waits for: SIGTERM, then
-// SIGKILL after grace.
-func stopProcess(cmd *exec.Cmd, grace time.Duration) {
-	if cmd.Process == nil || cmd.ProcessState != nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(grace):
-		_ = cmd.Process.Kill()
-		<-done
-	}
-}
-
-// cleanEnv is this process's environment without NATS_* and FRONTPAY_* variables, so that only
-// the settings the benchmark gives reach the worker.
-func cleanEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "NATS_") || strings.HasPrefix(kv, "FRONTPAY_") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
 }
 
 // tail returns the last n lines of a file.

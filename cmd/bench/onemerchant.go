@@ -21,13 +21,13 @@ const oneMerchantPrefix = "shops."
 
 // oneMerchant measures what FRONTPAY_MERCHANTS_FILE costs a command: the throughput scenario's
 // full load (cfg.n captures at zero API latency, published at once) on one replica run by
-// internal/fleet as cmd/frontpay-worker runs it, with a merchants file of one merchant and
+// app.Main as cmd/frontpay-worker runs it, with a merchants file of one merchant and
 // without a file (the one merchant of the environment), runs of each alternating, medians
 // compared. Both spend the same token's account: run i of each captures 40 of the 100 NOK of the
 // same reservations.
 func oneMerchant(ctx context.Context, cfg *config) ([]Row, error) {
 	const sc = "onemerchant"
-	w, err := newWorld(ctx, sandbox.Options{RateLimit: -1, Seed: 9})
+	w, err := newWorld(sandbox.Options{RateLimit: -1, Seed: 9})
 	if err != nil {
 		return nil, err
 	}
@@ -73,8 +73,8 @@ func oneMerchant(ctx context.Context, cfg *config) ([]Row, error) {
 		if err != nil {
 			return nil, err
 		}
-		rw, err := w.startFleet(ctx, fleetOptions{Topology: m.topo, File: m.file, Instance: "bench-worker",
-			Concurrency: cfg.concurrency, APITimeout: cfg.apiTimeout, DrainTimeout: 2 * time.Second})
+		rw, err := w.startWorker(ctx, workerOptions{Topology: m.topo, File: m.file,
+			Concurrency: cfg.concurrency, APITimeout: cfg.apiTimeout, DrainTimeout: drainTimeout})
 		if err != nil {
 			return nil, err
 		}
@@ -82,7 +82,7 @@ func oneMerchant(ctx context.Context, cfg *config) ([]Row, error) {
 		p, err := runPhase(ctx, w, cmds, 0, cfg.phaseTimeout, m.results...)
 		ops := opsPerCommand(w.inMsgs()-inBefore, len(cmds))
 		cpu := float64(cpuTime()-cpuBefore) / float64(time.Microsecond) / float64(len(cmds))
-		rw.stop()
+		_ = rw.Close()
 		if err != nil {
 			return nil, fmt.Errorf("%s, run %d: %w", m.name, i/2+1, err)
 		}
@@ -108,7 +108,7 @@ func oneMerchant(ctx context.Context, cfg *config) ([]Row, error) {
 			fmt.Sprintf("%d / %d", modes[0].failed, modes[1].failed), 0, "0"),
 	}
 	rows[0].Note = fmt.Sprintf("%d runs of %d captures each at zero API latency, published at once, alternating with the runs with a file; "+
-		"one replica run by internal/fleet as cmd/frontpay-worker runs it (history poll off), concurrency %d", cfg.oneMerchantRuns, cfg.n, cfg.concurrency)
+		"one replica run by app.Main as cmd/frontpay-worker runs it (history poll off), concurrency %d", cfg.oneMerchantRuns, cfg.n, cfg.concurrency)
 	rows[1].Note = fmt.Sprintf("runs: %s; without: %s", rateList(modes[1].rates), rateList(modes[0].rates))
 	rows[4].Note = "user and system time of the benchmark's process (the NATS server, the replica, the sandbox, the publisher and the collector) from the first publish to the last result, per command: less sensitive than the rate to other processes on the machine"
 	if r := modes[0].reasons + " " + modes[1].reasons; modes[0].failed+modes[1].failed > 0 {

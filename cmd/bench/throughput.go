@@ -78,7 +78,7 @@ var workerResults = []string{"*.*.succeeded", "*.*.failed"}
 // pipeline against the same, then the worker at half its measured rate.
 func throughput(ctx context.Context, cfg *config) ([]Row, error) {
 	const sc = "throughput"
-	w, err := newWorld(ctx, sandbox.Options{RateLimit: -1, Seed: 1})
+	w, err := newWorld(sandbox.Options{RateLimit: -1, Seed: 1})
 	if err != nil {
 		return nil, err
 	}
@@ -103,13 +103,13 @@ func throughput(ctx context.Context, cfg *config) ([]Row, error) {
 		return nil, err
 	}
 
-	wk, err := w.startWorker(ctx, workerOptions{Concurrency: cfg.concurrency, APITimeout: cfg.apiTimeout})
+	wk, err := w.startWorker(ctx, workerOptions{Concurrency: cfg.concurrency, APITimeout: cfg.apiTimeout, DrainTimeout: drainTimeout})
 	if err != nil {
 		return nil, err
 	}
 	defer func() {
 		if wk != nil {
-			wk.stop()
+			_ = wk.Close()
 		}
 	}()
 
@@ -170,7 +170,7 @@ func throughput(ctx context.Context, cfg *config) ([]Row, error) {
 	_, lastResult, _ := span(hl.published, hl.result)
 	lag := time.Duration(lastResult - hl.published[len(hl.published)-1])
 	log.Printf("throughput: half load %d commands at %.0f/s over %s", hl.answered, half, pubSpan.Round(time.Millisecond))
-	wk.stop()
+	_ = wk.Close()
 	wk = nil
 
 	share := 0.0
@@ -230,7 +230,7 @@ func runBare(ctx context.Context, w *world, cfg *config, cmds []command) (phase,
 	if err != nil {
 		return phase{}, err
 	}
-	nc, err := nats.Connect(w.srv.ClientURL(), nats.Name("bench-bare"))
+	nc, err := nats.Connect(w.ns.URL, nats.Name("bench-bare"))
 	if err != nil {
 		return phase{}, err
 	}
@@ -239,7 +239,7 @@ func runBare(ctx context.Context, w *world, cfg *config, cmds []command) (phase,
 	if err != nil {
 		return phase{}, err
 	}
-	api, err := frontpay.New(w.http.URL, token, frontpay.WithTimeout(cfg.apiTimeout))
+	api, err := frontpay.New(w.sb.URL, token, frontpay.WithTimeout(cfg.apiTimeout))
 	if err != nil {
 		return phase{}, err
 	}

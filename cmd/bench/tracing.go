@@ -14,7 +14,7 @@ import (
 // at all: details commands at zero API latency, runs of each alternating, medians compared.
 func tracingCost(ctx context.Context, cfg *config) ([]Row, error) {
 	const sc = "tracing"
-	w, err := newWorld(ctx, sandbox.Options{RateLimit: -1, Seed: 7})
+	w, err := newWorld(sandbox.Options{RateLimit: -1, Seed: 7})
 	if err != nil {
 		return nil, err
 	}
@@ -30,12 +30,12 @@ func tracingCost(ctx context.Context, cfg *config) ([]Row, error) {
 		if err != nil {
 			return nil, err
 		}
-		wk, err := w.startWorker(ctx, workerOptions{Concurrency: cfg.concurrency, APITimeout: cfg.apiTimeout, Untraced: untraced})
+		wk, err := w.startWorker(ctx, workerOptions{Concurrency: cfg.concurrency, APITimeout: cfg.apiTimeout, DrainTimeout: drainTimeout, Untraced: untraced})
 		if err != nil {
 			return nil, err
 		}
 		p, err := runPhase(ctx, w, cmds, 0, cfg.phaseTimeout, workerResults...)
-		wk.stop()
+		_ = wk.Close()
 		if err != nil {
 			return nil, err
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,11 +11,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -22,12 +23,10 @@ import (
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
-	"github.com/nordpay/frontpay-worker/internal/embedded"
-	"github.com/nordpay/frontpay-worker/internal/metrics"
-	"github.com/nordpay/frontpay-worker/publisher"
+	"github.com/nordpay/frontpay-worker/internal/app"
+	"github.com/nordpay/frontpay-worker/internal/proc"
+	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/schemas"
-	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // token is the sandbox's bearer token.
@@ -42,149 +41,120 @@ var epoch = time.Now()
 // now is the benchmark's timestamp: nanoseconds since epoch, monotonic, never 0.
 func now() int64 { return int64(time.Since(epoch)) + 1 }
 
-// world is one scenario's setting: an embedded JetStream server with a file store in a temporary
-// directory, the worker's topology, and the sandbox over loopback HTTP behind a recorder.
+// world is one scenario's setting: a JetStream server with a file store in a temporary directory
+// (embedded, internal/testworld's as the tests have it, or a nats-server process: newProcWorld),
+// the worker's topology, and the sandbox over loopback HTTP behind a recorder.
 type world struct {
 	dir  string
-	srv  *embedded.Server
-	nc   *nats.Conn // the benchmark's own connection: setup, publishing, results
-	js   jetstream.JetStream
-	kv   jetstream.KeyValue
+	url  string              // the NATS server's
+	nc   *nats.Conn          // the benchmark's own connection: setup, publishing, results
+	js   jetstream.JetStream // on nc, with room for the asynchronous publishes of a backlog
 	topo consumer.Topology
-	sb   *sandbox.Sandbox
-	http *httptest.Server
+	sb   *testworld.API
 	rec  *recorder
 	api  *frontpay.Client // the benchmark's client, for setup
+
+	ns        *testworld.NATS // the embedded server, or
+	natsProc  *proc.Proc      // the nats-server process,
+	workerBin string          // and the worker's binary, of a newProcWorld
 }
 
-// newWorld starts a world; close it with close.
-func newWorld(ctx context.Context, sbOpts sandbox.Options) (*world, error) {
+// newWorld starts a world on an embedded server; close it with close.
+func newWorld(sbOpts sandbox.Options) (_ *world, err error) {
 	w := &world{topo: consumer.Topology{AckWait: 30 * time.Second}, rec: newRecorder()}
-	var err error
+	defer func() {
+		if err != nil {
+			w.close()
+		}
+	}()
 	if w.dir, err = os.MkdirTemp("", "frontpay-bench-"); err != nil {
 		return nil, err
 	}
-	if w.srv, err = embedded.Start(embedded.Options{StoreDir: w.dir}); err != nil {
-		w.close()
+	if w.ns, err = testworld.StartJetStream(w.dir, testworld.WithTopology(w.topo)); err != nil {
 		return nil, err
 	}
-	if w.nc, err = nats.Connect(w.srv.ClientURL(), nats.Name("frontpay-bench")); err != nil {
-		w.close()
-		return nil, err
-	}
-	if w.js, err = jetstream.New(w.nc, jetstream.WithPublishAsyncMaxPending(4096)); err != nil {
-		w.close()
-		return nil, err
-	}
-	if w.kv, err = w.topo.Ensure(ctx, w.js); err != nil {
-		w.close()
-		return nil, err
+	w.url = w.ns.URL
+	return w, w.open(w.ns.Conn, sbOpts)
+}
+
+// open completes a world whose server runs: the benchmark's connection nc, the sandbox with
+// sbOpts behind the recorder, and the benchmark's client of it.
+func (w *world) open(nc *nats.Conn, sbOpts sandbox.Options) (err error) {
+	w.nc = nc
+	if w.js, err = jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096)); err != nil {
+		return err
 	}
 	sbOpts.Token = token
-	w.sb = sandbox.New(sbOpts)
-	w.http = httptest.NewServer(w.rec.wrap(w.sb))
-	if w.api, err = frontpay.New(w.http.URL, token, frontpay.WithTimeout(30*time.Second)); err != nil {
-		w.close()
-		return nil, err
-	}
-	return w, nil
+	w.sb = testworld.StartSandbox(sbOpts, w.rec.wrap)
+	w.api, err = frontpay.New(w.sb.URL, token, frontpay.WithTimeout(30*time.Second))
+	return err
 }
 
 func (w *world) close() {
-	if w.http != nil {
-		w.http.Close()
-	}
 	if w.sb != nil {
 		w.sb.Close()
 	}
-	if w.nc != nil {
+	if w.ns != nil {
+		w.ns.Close()
+	} else if w.nc != nil {
 		w.nc.Close()
 	}
-	if w.srv != nil {
-		w.srv.Shutdown()
+	if w.natsProc != nil {
+		w.natsProc.Stop(syscall.SIGTERM, 10*time.Second)
 	}
 	if w.dir != "" {
 		_ = os.RemoveAll(w.dir)
 	}
 }
 
-// workerOptions are what a scenario sets of an in-process worker; the rest is production's
-// defaults (consumer.Config's, and the wiring of cmd/frontpay-worker).
+// drainTimeout is the DrainTimeout of the scenarios' workers where shutting down is not measured:
+// commands in flight are handed back sooner than production's 20s.
+const drainTimeout = 2 * time.Second
+
+// workerOptions are what a scenario sets of a worker run in this process by internal/app, as
+// cmd/frontpay-worker runs it; the rest is production's defaults, but for the history poll (off)
+// and the HTTP server's address (any free port).
 type workerOptions struct {
-	Concurrency int
-	APITimeout  time.Duration
-	APIRate     int // requests a minute; 0: no limit (FRONTPAY_API_RATE=0)
-	// Untraced leaves the worker without a tracer (no spans at all); by default it has the no-op
-	// provider that production has without OTEL_* variables.
+	// Topology is the one the scenario ensured; zero: the world's. Its prefix is
+	// FRONTPAY_SUBJECT_PREFIX.
+	Topology consumer.Topology
+	// File is FRONTPAY_MERCHANTS_FILE; "": the one merchant of the benchmark's token.
+	File string
+	// Name is FRONTPAY_WORKER_NAME, the source of its events; "": production's.
+	Name         string
+	Concurrency  int
+	APITimeout   time.Duration // 0: production's 30s
+	DrainTimeout time.Duration // 0: production's 20s
+	// APIRate is FRONTPAY_API_RATE, requests a minute: the one merchant's, and a file merchant's
+	// without a rate of its own; 0: no limit.
+	APIRate int
+	// Untraced and TookOver are app.Main's: no tracer at all (by default the worker has the
+	// no-op provider, as production without OTEL_* variables), and what is told of take-overs.
 	Untraced bool
+	TookOver func(merchant string)
 }
 
-// runningWorker is a consumer.Worker running in this process on a connection of its own.
-type runningWorker struct {
-	nc     *nats.Conn
-	cancel context.CancelFunc
-	done   chan error
-}
-
-// startWorker starts a worker wired as cmd/frontpay-worker wires it (rate limiter, metrics
-// observer, publisher, a JSON logger at info level, here writing to io.Discard) and returns once
-// it consumes.
-func (w *world) startWorker(ctx context.Context, o workerOptions) (*runningWorker, error) {
-	nc, err := nats.Connect(w.srv.ClientURL(), nats.Name("frontpay-worker"))
-	if err != nil {
-		return nil, err
+// startWorker starts the worker as cmd/frontpay-worker's run does (app.Main: its own NATS
+// connection, the lanes of internal/fleet, metrics, the HTTP server), logging JSON at info level
+// to io.Discard, and returns once it consumes. Close stops it.
+func (w *world) startWorker(ctx context.Context, o workerOptions) (*app.Main, error) {
+	topo := o.Topology
+	if topo == (consumer.Topology{}) {
+		topo = w.topo
 	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		return nil, err
+	cfg := &app.Config{
+		NATSConfig: app.NATSConfig{NATSURL: w.url, SubjectPrefix: topo.Prefix, MerchantsFile: o.File},
+		APIURL:     w.sb.URL, APIToken: token, APITimeout: cmp.Or(o.APITimeout, 30*time.Second),
+		RetryMax: 5 * time.Minute, APIRate: o.APIRate, HTTPAddr: "127.0.0.1:0", Concurrency: o.Concurrency,
+		AckWait: topo.AckWait, PinnedTTL: topo.PinnedTTL, DrainTimeout: cmp.Or(o.DrainTimeout, 20*time.Second),
+		Replicas: topo.Replicas, WorkerName: cmp.Or(o.Name, "frontpay-worker"),
 	}
-	obs, err := metrics.New(nil, nil)
-	if err != nil {
-		nc.Close()
-		return nil, err
+	m := app.NewMain(cfg, slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	m.Untraced, m.TookOver = o.Untraced, o.TookOver
+	if err := m.Run(ctx); err != nil {
+		return nil, fmt.Errorf("worker %s: %w", cfg.WorkerName, err)
 	}
-	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	var tracer trace.TracerProvider = noop.NewTracerProvider()
-	if o.Untraced {
-		tracer = nil
-	}
-	api, err := frontpay.New(w.http.URL, token, frontpay.WithTimeout(o.APITimeout),
-		frontpay.WithRateLimit(o.APIRate), frontpay.WithRetryAfterMax(5*time.Minute), frontpay.WithHooks(obs.For("").ClientHooks()))
-	if err != nil {
-		nc.Close()
-		return nil, err
-	}
-	wk := consumer.New(consumer.Config{
-		Topology: w.topo, Source: "frontpay-worker", Instance: "bench-worker",
-		APITimeout: o.APITimeout, Concurrency: o.Concurrency,
-		// Shutting down is not measured; in-flight commands are handed back sooner than
-		// production's 20s.
-		DrainTimeout: 2 * time.Second,
-		Observer:     obs.For(""), Logger: log, Tracer: tracer,
-	}, js, w.kv, api, publisher.New(js, log, 5*time.Second))
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	rw := &runningWorker{nc: nc, cancel: cancel, done: make(chan error, 1)}
-	ready := make(chan struct{})
-	go func() { rw.done <- wk.Run(runCtx, func() { close(ready) }) }()
-	select {
-	case <-ready:
-		return rw, nil
-	case err := <-rw.done:
-		cancel()
-		nc.Close()
-		return nil, fmt.Errorf("worker: %w", err)
-	case <-ctx.Done():
-		rw.stop()
-		return nil, ctx.Err()
-	}
-}
-
-// stop stops the worker and drains its connection.
-func (rw *runningWorker) stop() {
-	rw.cancel()
-	<-rw.done
-	drain(rw.nc)
+	return m, nil
 }
 
 // drain drains a connection, closing it after 10s at most.
@@ -204,7 +174,7 @@ func drain(nc *nats.Conn) {
 
 // inMsgs is how many messages clients have sent the embedded server so far.
 func (w *world) inMsgs() int64 {
-	v, err := w.srv.Server().Varz(nil)
+	v, err := w.ns.Server().Varz(nil)
 	if err != nil {
 		return 0
 	}
@@ -320,21 +290,15 @@ type reservation struct {
 	Line frontpay.Number
 }
 
-// submitRequest is a reservation of one 100 NOK line, as cmd/frontpay-worker's tests submit it.
+// submitRequest is a reservation of one 100 NOK line, as the tests submit it.
 func submitRequest() (*frontpay.SubmitReservationRequest, error) {
 	var req frontpay.SubmitReservationRequest
-	t := time.Now()
-	raw := `{"customerDetails":{"type":"private","countryCode":"+47","msisdn":"46567468","email":"a@example.no",
-		"name":"A","preferredLanguage":"no","address":{"street":"S 1","zip":"0150","city":"Oslo","country":"NO"}},
-		"orderDate":"` + fmt.Sprint(t.Unix()) + `","dueDateForPaymentLink":"` + fmt.Sprint(t.Add(2*time.Hour).Unix()) + `",
-		"sendOrderBy":{"sms":false,"email":true},"products":{"0":{"name":"Wax","productId":null,"rate":100,"tax":"25","amount":100}},
-		"orderSummary":{"subTotal":100,"totalTax":25,"grandTotal":100}}`
-	return &req, json.Unmarshal([]byte(raw), &req)
+	return &req, json.Unmarshal(testworld.SubmitData(), &req)
 }
 
 // setupReservations submits n reservations through the client; with paid, the customer pays each
 // (sandbox.Pay) and its details are read for the line's product id. 32 at a time.
-func setupReservations(ctx context.Context, api *frontpay.Client, sb *sandbox.Sandbox, n int, paid bool) ([]reservation, error) {
+func setupReservations(ctx context.Context, api *frontpay.Client, sb *testworld.API, n int, paid bool) ([]reservation, error) {
 	out := make([]reservation, n)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -372,7 +336,7 @@ func setupReservations(ctx context.Context, api *frontpay.Client, sb *sandbox.Sa
 	return out, ctx.Err()
 }
 
-func setupOne(ctx context.Context, api *frontpay.Client, sb *sandbox.Sandbox, req *frontpay.SubmitReservationRequest, paid bool, out *reservation) error {
+func setupOne(ctx context.Context, api *frontpay.Client, sb *testworld.API, req *frontpay.SubmitReservationRequest, paid bool, out *reservation) error {
 	res, err := api.SubmitReservation(ctx, req)
 	if err != nil {
 		return err

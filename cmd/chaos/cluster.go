@@ -14,11 +14,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+	"github.com/nordpay/frontpay-worker/internal/proc"
 )
 
 const sandboxToken = "sandbox-token"
@@ -32,7 +31,7 @@ type cluster struct {
 	natsURL, sandboxURL string
 	progress            func(format string, args ...any)
 	mu                  sync.Mutex
-	nats, sandbox       *proc
+	nats, sandbox       *proc.Proc
 	workers             []*worker // the live incarnation of each replica
 	retired             []*worker // killed or stopped incarnations, with their last scrape
 	incarnations        int
@@ -47,43 +46,25 @@ type cluster struct {
 }
 
 func (c *cluster) startNATS() error {
-	p, err := startProc("nats-server", filepath.Join(c.dir, "nats-server.log"), c.natsBin,
-		[]string{"-js", "-sd", filepath.Join(c.dir, "jetstream"), "-p", strconv.Itoa(c.natsPort), "-a", "127.0.0.1"}, baseEnv())
+	p, err := proc.StartNATS(context.Background(), c.natsBin, filepath.Join(c.dir, "jetstream"), c.natsPort,
+		filepath.Join(c.dir, "nats-server.log"))
 	if err != nil {
 		return err
 	}
 	c.mu.Lock()
 	c.nats = p
 	c.mu.Unlock()
-	// Ready once JetStream answers.
-	return waitFor(context.Background(), 30*time.Second, "nats-server", func() bool {
-		if p.exited() {
-			return true
-		}
-		nc, err := nats.Connect(c.natsURL, nats.Timeout(time.Second))
-		if err != nil {
-			return false
-		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			return false
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_, err = js.AccountInfo(ctx)
-		return err == nil
-	})
+	return nil
 }
 
 func (c *cluster) startSandbox() error {
-	port, err := freePort()
+	port, err := proc.FreePort()
 	if err != nil {
 		return err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	c.sandboxURL = "http://" + addr
-	env := append(baseEnv(), "FRONTPAY_LOG_FORMAT=json", "FRONTPAY_LOG_LEVEL="+c.cfg.LogLevel)
+	env := proc.Env("FRONTPAY_LOG_FORMAT=json", "FRONTPAY_LOG_LEVEL="+c.cfg.LogLevel)
 	args := []string{"sandbox", "--addr", addr, "--token", sandboxToken, "--rate=-1", "--seed", strconv.FormatInt(c.cfg.Seed, 10)}
 	if c.merchants != nil {
 		// A token a merchant, each an account with its own rate limit.
@@ -92,15 +73,15 @@ func (c *cluster) startSandbox() error {
 			args = append(args, "--token", merchantToken(m))
 		}
 	}
-	p, err := startProc("sandbox", filepath.Join(c.dir, "sandbox.log"), c.workerBin, args, env)
+	p, err := proc.Start("sandbox", filepath.Join(c.dir, "sandbox.log"), c.workerBin, args, env)
 	if err != nil {
 		return err
 	}
 	c.sandbox = p
-	if err := waitFor(context.Background(), 30*time.Second, "the sandbox", func() bool {
+	if err := proc.WaitFor(context.Background(), 30*time.Second, "the sandbox", func() bool {
 		resp, err := http.Get(c.sandboxURL + "/sandbox/ledger")
 		if err != nil {
-			return p.exited()
+			return p.Exited()
 		}
 		resp.Body.Close()
 		return true
@@ -142,7 +123,7 @@ func (c *cluster) control(method, path, token string, body any) error {
 
 // workerEnv is the worker's configuration: short waits so that crashes are recovered in seconds.
 func (c *cluster) workerEnv(replica int) []string {
-	return append(append(baseEnv(),
+	return append(proc.Env(
 		"NATS_URL="+c.natsURL,
 		"FRONTPAY_API_URL="+c.sandboxURL,
 		"FRONTPAY_API_TOKEN="+sandboxToken,
@@ -190,7 +171,7 @@ func (c *cluster) startWorker(replica int) (*worker, error) {
 	n := c.incarnations
 	c.mu.Unlock()
 	logPath := filepath.Join(c.dir, fmt.Sprintf("worker-r%d-%02d.log", replica, n))
-	p, err := startProc(fmt.Sprintf("worker r%d #%d", replica, n), logPath, c.workerBin, []string{"run"}, c.workerEnv(replica))
+	p, err := proc.Start(fmt.Sprintf("worker r%d #%d", replica, n), logPath, c.workerBin, []string{"run"}, c.workerEnv(replica))
 	if err != nil {
 		return nil, err
 	}
@@ -201,8 +182,8 @@ func (c *cluster) startWorker(replica int) (*worker, error) {
 	}
 	c.workers[replica] = w
 	c.mu.Unlock()
-	err = waitFor(context.Background(), 90*time.Second, "worker "+p.name+" to be ready", func() bool {
-		if p.exited() {
+	err = proc.WaitFor(context.Background(), 90*time.Second, "worker "+p.Name+" to be ready", func() bool {
+		if p.Exited() {
 			return true
 		}
 		addr := readyAddr(logPath)
@@ -211,8 +192,8 @@ func (c *cluster) startWorker(replica int) (*worker, error) {
 		w.mu.Unlock()
 		return addr != ""
 	})
-	if err == nil && p.exited() {
-		err = fmt.Errorf("worker %s exited at start: %v (log %s)", p.name, p.err, logPath)
+	if err == nil && p.Exited() {
+		err = fmt.Errorf("worker %s exited at start: %v (log %s)", p.Name, p.Err(), logPath)
 	}
 	return w, err
 }
@@ -256,7 +237,7 @@ func (c *cluster) kill(replica int) error {
 	c.killOnly(replica)
 	nw, err := c.startWorker(replica)
 	if err == nil {
-		c.progress("replica %d restarted (pid %d)", replica, nw.proc.pid())
+		c.progress("replica %d restarted (pid %d)", replica, nw.proc.Pid())
 	}
 	return err
 }
@@ -269,13 +250,13 @@ func (c *cluster) killOnly(replica int) time.Time {
 	c.mu.Unlock()
 	w.scrape()
 	at := time.Now()
-	w.proc.stop(syscall.SIGKILL, 5*time.Second)
+	w.proc.Stop(syscall.SIGKILL, 5*time.Second)
 	c.mu.Lock()
 	c.kills++
 	c.retired = append(c.retired, w)
 	c.workers[replica] = nil
 	c.mu.Unlock()
-	c.progress("killed replica %d (pid %d, %s) with SIGKILL", replica, w.proc.pid(), filepath.Base(w.proc.log))
+	c.progress("killed replica %d (pid %d, %s) with SIGKILL", replica, w.proc.Pid(), filepath.Base(w.proc.Log))
 	return at
 }
 
@@ -284,12 +265,12 @@ func (c *cluster) replicaOf(pid int) (replica int, live bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, w := range c.workers {
-		if w != nil && w.proc.pid() == pid {
+		if w != nil && w.proc.Pid() == pid {
 			return w.replica, true
 		}
 	}
 	for _, w := range c.retired {
-		if w.proc.pid() == pid {
+		if w.proc.Pid() == pid {
 			return w.replica, false
 		}
 	}
@@ -303,7 +284,7 @@ func (c *cluster) restartNATS(sig syscall.Signal, down time.Duration) error {
 	p := c.nats
 	c.mu.Unlock()
 	start := time.Now()
-	p.stop(sig, 15*time.Second)
+	p.Stop(sig, 15*time.Second)
 	time.Sleep(down)
 	if err := c.startNATS(); err != nil {
 		return err
@@ -336,7 +317,7 @@ func (c *cluster) stopWorkers() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w.proc.stop(syscall.SIGTERM, 15*time.Second)
+			w.proc.Stop(syscall.SIGTERM, 15*time.Second)
 		}()
 		c.mu.Lock()
 		c.retired = append(c.retired, w)
@@ -351,12 +332,12 @@ func (c *cluster) close() {
 	defer c.mu.Unlock()
 	for _, w := range c.workers {
 		if w != nil {
-			w.proc.stop(syscall.SIGKILL, 5*time.Second)
+			w.proc.Stop(syscall.SIGKILL, 5*time.Second)
 		}
 	}
-	for _, p := range []*proc{c.sandbox, c.nats} {
+	for _, p := range []*proc.Proc{c.sandbox, c.nats} {
 		if p != nil {
-			p.stop(syscall.SIGTERM, 10*time.Second)
+			p.Stop(syscall.SIGTERM, 10*time.Second)
 		}
 	}
 }

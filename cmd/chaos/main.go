@@ -47,6 +47,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+	"github.com/nordpay/frontpay-worker/internal/proc"
 )
 
 // The scenarios.
@@ -297,10 +298,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (*summary, error) {
 	}
 	sum := &summary{Config: cfg, Metrics: map[string]float64{}, Logs: map[string]int{}, Dropped: map[string]int{}}
 
-	root, err := moduleRoot()
-	if err != nil {
-		return nil, err
-	}
+	var err error
 	dir := cfg.Dir
 	if dir == "" {
 		if dir, err = os.MkdirTemp("", "frontpay-chaos-"); err != nil {
@@ -328,7 +326,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (*summary, error) {
 		progress("worker environment overrides: %s", strings.Join(cfg.WorkerEnv, " "))
 	}
 
-	natsBin, workerBin, err := build(ctx, root, dir)
+	natsBin, workerBin, err := proc.Build(ctx, dir)
 	if err != nil {
 		keep = true
 		return nil, err
@@ -336,7 +334,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (*summary, error) {
 	sum.Build = time.Since(start)
 	progress("built nats-server and frontpay-worker in %s", sum.Build.Round(100*time.Millisecond))
 
-	port, err := freePort()
+	port, err := proc.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -457,7 +455,7 @@ func run(ctx context.Context, cfg config, out io.Writer) (*summary, error) {
 		for name, fam := range metricFigures {
 			sum.Metrics[name] += metricSum(m, fam.family, fam.match)
 		}
-		logCounts(w.proc.log, sum.Logs)
+		logCounts(w.proc.Log, sum.Logs)
 	}
 	sum.Latency, sum.Slowest = latencies(d.cmds)
 	sum.Duration = time.Since(start)

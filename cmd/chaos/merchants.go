@@ -46,6 +46,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nordpay/frontpay-worker/consumer"
+	"github.com/nordpay/frontpay-worker/internal/proc"
 )
 
 const (
@@ -199,7 +200,7 @@ func (r *merchantsRun) workload(ctx context.Context, d *driver, deadline time.Ti
 // replica has seen the others and runs the merchants the spreading gives it.
 func (r *merchantsRun) awaitSpreading(ctx context.Context) error {
 	after := time.Now().Add(time.Second)
-	return waitFor(ctx, 30*time.Second, "every merchant's consumer and every replica's heartbeat", func() bool {
+	return proc.WaitFor(ctx, 30*time.Second, "every merchant's consumer and every replica's heartbeat", func() bool {
 		have, err := r.topo.MerchantsOf(ctx, r.js)
 		if err != nil || len(have) < len(r.cl.merchants) {
 			return false

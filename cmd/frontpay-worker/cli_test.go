@@ -185,37 +185,6 @@ func TestConfigErrorsAllAtOnce(t *testing.T) {
 	}
 }
 
-// TestCallbackSecretFile: FRONTPAY_CALLBACK_SECRET_FILE is read like the token's file, and only
-// one of the pair may be set.
-func TestCallbackSecretFile(t *testing.T) {
-	t.Setenv("FRONTPAY_API_TOKEN", "tok")
-	dir := t.TempDir()
-	file := filepath.Join(dir, "callback-secret")
-	if err := os.WriteFile(file, []byte("cb-SECRET-42\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("FRONTPAY_CALLBACK_SECRET_FILE", file)
-	cfg, err := LoadConfig()
-	if err != nil || cfg.CallbackSecret != "cb-SECRET-42" {
-		t.Fatalf("got %v", err)
-	}
-	t.Setenv("FRONTPAY_CALLBACK_SECRET", "another")
-	if _, err := LoadConfig(); err == nil || !strings.Contains(err.Error(), "FRONTPAY_CALLBACK_SECRET_FILE: set only one") {
-		t.Fatalf("both set: %v", err)
-	}
-	t.Setenv("FRONTPAY_CALLBACK_SECRET", "")
-	empty := filepath.Join(dir, "empty")
-	if err := os.WriteFile(empty, []byte("\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for file, want := range map[string]string{empty: "is empty", filepath.Join(dir, "missing"): "cannot read the file"} {
-		t.Setenv("FRONTPAY_CALLBACK_SECRET_FILE", file)
-		if _, err := LoadConfig(); err == nil || !strings.HasPrefix(err.Error(), "FRONTPAY_CALLBACK_SECRET_FILE: ") || !strings.Contains(err.Error(), want) {
-			t.Errorf("%s: %v", file, err)
-		}
-	}
-}
-
 // TestVersion: the command and the flag name the version, the commit and the Go version.
 func TestVersion(t *testing.T) {
 	out, _, code := cliRun(t, settings{}, "", "version")

@@ -13,6 +13,7 @@ import (
 	"github.com/nordpay/frontpay-worker/client"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+	"github.com/nordpay/frontpay-worker/internal/app"
 	"github.com/nordpay/frontpay-worker/schemas"
 	"github.com/spf13/cobra"
 )
@@ -49,15 +50,14 @@ func demo(ctx context.Context, out io.Writer, verbose bool) error {
 		return err
 	}
 	defer sb.Close()
-	cfg := &Config{
+	cfg := &app.Config{
 		APIURL: sb.URL, APIToken: sandboxToken, APITimeout: 10 * time.Second, MaxAttempts: 3,
 		RetryInitial: 100 * time.Millisecond, RetryMax: time.Second, HTTPAddr: "127.0.0.1:0", DataDir: dir,
 		Concurrency: 8, AckWait: 10 * time.Second, PinnedTTL: 3 * time.Second, DrainTimeout: 5 * time.Second, LeaseMargin: time.Second, Replicas: 1, WorkerName: "frontpay-demo",
 	}
-	m := NewMain(cfg, log)
+	m := app.NewMain(cfg, log)
 	m.EmbeddedAddr = "127.0.0.1:0"
 	if err := m.Run(ctx); err != nil {
-		_ = m.Close()
 		return err
 	}
 	defer m.Close()
@@ -81,7 +81,7 @@ type driver struct {
 }
 
 func newDriver(url string, out io.Writer) (*driver, error) {
-	nc, _, err := connect(&NATSConfig{}, url, discardLogger())
+	nc, _, err := app.Connect(&app.NATSConfig{}, url, discardLogger())
 	if err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+	"github.com/nordpay/frontpay-worker/internal/app"
 	"github.com/spf13/cobra"
 )
 
@@ -41,7 +42,7 @@ begins a new sandbox, so it is back to that state.`,
 // README's quick start. Its log goes to w.
 func runDev(ctx context.Context, addr string, w io.Writer) error {
 	setDefault("FRONTPAY_API_TOKEN", sandboxToken)
-	cfg, err := LoadConfig()
+	cfg, err := app.LoadConfig()
 	if err != nil {
 		return usageError(err)
 	}
@@ -56,9 +57,8 @@ func runDev(ctx context.Context, addr string, w io.Writer) error {
 		cfg.APIURL = sb.URL
 	}
 	log.Info("sandbox serving", "url", sb.URL, "token", "see FRONTPAY_API_TOKEN (default "+sandboxToken+")")
-	m := NewMain(cfg, log)
+	m := app.NewMain(cfg, log)
 	if err := m.Run(ctx); err != nil {
-		_ = m.Close()
 		return err
 	}
 	if own {

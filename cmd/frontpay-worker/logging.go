@@ -1,27 +1,18 @@
 package main
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 
 	"github.com/lmittmann/tint"
+	"github.com/nordpay/frontpay-worker/internal/app"
 )
-
-func parseLevel(s string) (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(strings.ToUpper(s))); err != nil {
-		return 0, fmt.Errorf("must be debug, info, warn or error, got %q", s)
-	}
-	return l, nil
-}
 
 // newLogger returns tint's text handler (coloured when w is a terminal) or JSON. Nothing the
 // worker logs carries a token or personal data: the types that hold them redact themselves.
 func newLogger(w io.Writer, format, level string) *slog.Logger {
-	l, err := parseLevel(level)
+	l, err := app.ParseLevel(level)
 	if err != nil {
 		l = slog.LevelInfo
 	}

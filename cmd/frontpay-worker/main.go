@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nordpay/frontpay-worker/internal/app"
 	"github.com/spf13/cobra"
 )
 
@@ -93,7 +94,7 @@ for development only.`,
 
 // runWorker runs the worker until ctx ends, logging to w.
 func runWorker(ctx context.Context, w io.Writer) error {
-	cfg, err := LoadConfig()
+	cfg, err := app.LoadConfig()
 	if err != nil {
 		return usageError(err)
 	}
@@ -103,9 +104,8 @@ func runWorker(ctx context.Context, w io.Writer) error {
 			"its streams and idempotency records live in FRONTPAY_DATA_DIR, and a pod whose disk is ephemeral loses them "+
 			"(and with them the once-per-key guarantee) when it restarts", "dir", cfg.DataDir)
 	}
-	m := NewMain(cfg, log)
+	m := app.NewMain(cfg, log)
 	if err := m.Run(ctx); err != nil {
-		_ = m.Close()
 		return err
 	}
 	<-ctx.Done()

@@ -2,12 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -38,56 +32,6 @@ func TestMain(m *testing.M) {
 	testworld.Main(m)
 }
 
-func TestConfigNamesEveryBadVariable(t *testing.T) {
-	for name, value := range map[string]string{
-		"FRONTPAY_API_TIMEOUT":    "soon",
-		"FRONTPAY_MAX_ATTEMPTS":   "0",
-		"FRONTPAY_API_RATE":       "-5",
-		"FRONTPAY_CALLBACK_SHARE": "0",
-		"FRONTPAY_SUBJECT_PREFIX": "shop1",
-		"FRONTPAY_LOG_FORMAT":     "xml",
-		"FRONTPAY_LOG_LEVEL":      "loud",
-		"FRONTPAY_REPLICAS":       "2",
-		"FRONTPAY_API_URL":        "ftp://x",
-		"FRONTPAY_RETRY_MAX":      "1ms",
-	} {
-		t.Run(name, func(t *testing.T) {
-			t.Setenv("FRONTPAY_API_TOKEN", "tok-SECRET-123")
-			t.Setenv(name, value)
-			_, err := LoadConfig()
-			if err == nil || !strings.Contains(err.Error(), name) {
-				t.Fatalf("%s=%q: got %v, want an error naming %s", name, value, err, name)
-			}
-			if strings.Contains(err.Error(), "tok-SECRET-123") {
-				t.Fatalf("the token leaked into %v", err)
-			}
-		})
-	}
-	t.Run("token missing", func(t *testing.T) {
-		t.Setenv("FRONTPAY_API_TOKEN", "")
-		if _, err := LoadConfig(); err == nil || !strings.Contains(err.Error(), "FRONTPAY_API_TOKEN") {
-			t.Fatalf("got %v", err)
-		}
-	})
-	t.Run("token from file", func(t *testing.T) {
-		file := t.TempDir() + "/token"
-		if err := os.WriteFile(file, []byte("tok-SECRET-123\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		t.Setenv("FRONTPAY_API_TOKEN", "")
-		t.Setenv("FRONTPAY_API_TOKEN_FILE", file)
-		cfg, err := LoadConfig()
-		if err != nil || cfg.APIToken != "tok-SECRET-123" {
-			t.Fatalf("got %v", err)
-		}
-		for _, format := range []string{"%v", "%+v", "%#v"} {
-			if s := fmt.Sprintf(format, cfg); strings.Contains(s, "tok-SECRET-123") {
-				t.Fatalf("%s of the config shows the token: %s", format, s)
-			}
-		}
-	})
-}
-
 func TestDemo(t *testing.T) {
 	var out bytes.Buffer
 	if err := demo(t.Context(), &out, false); err != nil {
@@ -101,69 +45,6 @@ func TestDemo(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out.String())
 		}
-	}
-}
-
-// startMain runs the whole worker in this process, on an embedded NATS server, against the
-// sandbox at apiURL, with the test configuration changed by mods.
-func startMain(t *testing.T, apiURL string, mods ...func(*Config)) *Main {
-	t.Helper()
-	cfg := &Config{
-		APIURL: apiURL, APIToken: sandboxToken, APITimeout: 2 * time.Second, MaxAttempts: 2,
-		RetryInitial: time.Millisecond, RetryMax: 10 * time.Millisecond, HTTPAddr: "127.0.0.1:0", DataDir: t.TempDir(),
-		Concurrency: 4, AckWait: time.Second, PinnedTTL: 3 * time.Second, DrainTimeout: time.Second, LeaseMargin: 100 * time.Millisecond,
-		Replicas: 1, WorkerName: "test",
-	}
-	for _, mod := range mods {
-		mod(cfg)
-	}
-	m := NewMain(cfg, discardLogger())
-	m.EmbeddedAddr = "127.0.0.1:0"
-	if err := m.Run(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Close() })
-	return m
-}
-
-// newSandbox serves a sandbox without rate limit on a free port.
-func newSandbox(t *testing.T) *testworld.API {
-	t.Helper()
-	return testworld.Sandbox(t, sandbox.Options{Token: sandboxToken, RateLimit: -1})
-}
-
-func TestProbes(t *testing.T) {
-	m := startMain(t, newSandbox(t).URL)
-	get := func(path string) int {
-		resp, err := http.Get("http://" + m.HTTPAddr + path)
-		if err != nil {
-			return 0
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	if h, r := get("/healthz"), get("/readyz"); h != 200 || r != 200 {
-		t.Fatalf("healthz %d, readyz %d while running", h, r)
-	}
-	resp, err := http.Get("http://" + m.HTTPAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, family := range []string{"frontpay_commands_total", "frontpay_consumer_pending", "frontpay_consumer_lag_up 1"} {
-		if !strings.Contains(string(body), family) {
-			t.Errorf("/metrics lacks %s", family)
-		}
-	}
-	if c := get("/callbacks/frontpay"); c != http.StatusBadRequest {
-		t.Errorf("a callback without parameters: %d", c)
-	}
-	if err := m.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if r := get("/readyz"); r == 200 {
-		t.Fatalf("readyz %d after Close", r)
 	}
 }
 
@@ -215,7 +96,7 @@ func killWorkerMidCall(t *testing.T, fault sandbox.Fault, resent bool) {
 	const n = 4
 	ids := map[string]string{} // command id → reservation
 	for i := range n {
-		uuid, line := paidReservation(t, api, sb.Sandbox)
+		uuid, line := sb.PaidReservation(t, api)
 		id := publishCommand(t, js, frontpay.ReservationCapture, map[string]any{
 			"reservationUuid": uuid, "grandTotal": 40, "products": []any{map[string]any{"id": line, "amount": 40}},
 			"additionalText": "parcel " + string(rune('A'+i)),
@@ -231,7 +112,7 @@ func killWorkerMidCall(t *testing.T, fault sandbox.Fault, resent bool) {
 	second := startWorker(t, env)
 	results := map[string]map[string]schemas.Event{} // command id → result ids
 	testworld.WaitFor(t, func() bool {
-		for _, ev := range readStream(t, js, "FRONTPAY_RESULTS") {
+		for _, ev := range testworld.ReadStream(t, js, "FRONTPAY_RESULTS") {
 			if ev.CausationID == "" {
 				continue // a status event of the history poll
 			}
@@ -308,29 +189,6 @@ func startWorkerInto(t *testing.T, env []string, out *testworld.SyncBuffer) *exe
 	return cmd
 }
 
-// paidReservation submits a reservation of one 100 NOK line straight to the API, has the
-// customer pay it, and returns its UUID and the line's product id.
-func paidReservation(t testing.TB, api *frontpay.Client, sb *sandbox.Sandbox) (string, frontpay.Number) {
-	t.Helper()
-	var req frontpay.SubmitReservationRequest
-	if err := json.Unmarshal(submitData(), &req); err != nil {
-		t.Fatal(err)
-	}
-	res, err := api.SubmitReservation(t.Context(), &req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uuid := res.Data.ReservationUUID
-	if err := sb.Pay(uuid); err != nil {
-		t.Fatal(err)
-	}
-	d, err := api.Details(t.Context(), uuid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return uuid, d.Data.ProductList[0].ID
-}
-
 // publishCommand publishes a command of op, unchecked, so that tests can publish what the worker
 // must refuse (the tools build theirs with package client, which checks them), and returns its
 // id, which is its key.
@@ -340,42 +198,6 @@ func publishCommand(t *testing.T, js jetstream.JetStream, op frontpay.Operation,
 	testworld.Publish(t, js, c.Msg(""))
 	return c.ID
 }
-
-// readStream returns every event stored on a stream.
-func readStream(t *testing.T, js jetstream.JetStream, stream string) []schemas.Event {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	s, err := js.Stream(ctx, stream)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil || info.State.Msgs == 0 {
-		return nil
-	}
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := c.Fetch(int(info.State.Msgs), jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []schemas.Event
-	for m := range batch.Messages() {
-		var ev schemas.Event
-		if err := json.Unmarshal(m.Data(), &ev); err != nil {
-			t.Fatalf("%s holds %q: %v", stream, m.Data(), err)
-		}
-		out = append(out, ev)
-	}
-	return out
-}
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 // TestKilledOwner runs two worker processes, an owner and a standby, while every reservation of
 // eight gets a slow capture and then a complete. The owner is SIGKILLed with captures at the API:
@@ -396,10 +218,10 @@ func TestKilledOwner(t *testing.T) {
 		"FRONTPAY_LOG_FORMAT=json", "FRONTPAY_LOG_LEVEL=debug", "FRONTPAY_DRAIN_TIMEOUT=5s")
 	// Each worker reaches the API through a front of its own, which tells whose captures are in
 	// flight: the owner's.
-	var fronts [2]*apiFront
+	var fronts [2]*testworld.Front
 	var workers [2]*exec.Cmd
 	for i := range workers {
-		fronts[i] = newAPIFront(t, sb)
+		fronts[i] = testworld.NewFront(t, sb)
 		workers[i] = startWorker(t, append(env, "FRONTPAY_API_URL="+fronts[i].URL))
 	}
 
@@ -411,7 +233,7 @@ func TestKilledOwner(t *testing.T) {
 	type pair struct{ uuid, capture, complete string }
 	var pairs []pair
 	for i := range 8 {
-		uuid, line := paidReservation(t, api, sb.Sandbox)
+		uuid, line := sb.PaidReservation(t, api)
 		pairs = append(pairs, pair{uuid: uuid,
 			capture: publishCommand(t, js, frontpay.ReservationCapture, map[string]any{
 				"reservationUuid": uuid, "grandTotal": 40, "products": []any{map[string]any{"id": line, "amount": 40}},
@@ -423,7 +245,7 @@ func TestKilledOwner(t *testing.T) {
 	owner := -1
 	testworld.WaitFor(t, func() bool {
 		for i, f := range fronts {
-			if f.calls.Active(frontpay.ReservationCapture) >= 2 {
+			if f.Calls.Active(frontpay.ReservationCapture) >= 2 {
 				owner = i
 				return true
 			}
@@ -437,7 +259,7 @@ func TestKilledOwner(t *testing.T) {
 
 	results := map[string]map[string]schemas.Event{} // command id → result ids
 	testworld.WaitFor(t, func() bool {
-		for _, ev := range readStream(t, js, "FRONTPAY_RESULTS") {
+		for _, ev := range testworld.ReadStream(t, js, "FRONTPAY_RESULTS") {
 			if ev.CausationID == "" {
 				continue
 			}
@@ -466,7 +288,7 @@ func TestKilledOwner(t *testing.T) {
 			t.Errorf("reservation %s: effects %s", p.uuid, got)
 		}
 	}
-	if standby := fronts[1-owner]; standby.calls.Count("", "") == 0 {
+	if standby := fronts[1-owner]; standby.Calls.Count("", "") == 0 {
 		t.Error("the standby made no call")
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+	"github.com/nordpay/frontpay-worker/internal/app"
 	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
@@ -152,10 +153,10 @@ func (w *fleetWorld) writeMerchants(ids ...string) {
 // start runs a replica of the worker in this process, calling the API at apiURL, with the
 // merchants file; it is closed when the test ends. Its owner's pin outlives every wait of the
 // tests (FRONTPAY_PIN_TTL 2m), so that a merchant that moves only moves by being handed over.
-func (w *fleetWorld) start(apiURL string) *Main {
+func (w *fleetWorld) start(apiURL string) *app.Main {
 	w.t.Helper()
-	cfg := &Config{
-		NATSConfig: NATSConfig{NATSURL: w.ns.URL, SubjectPrefix: fleetPrefix, MerchantsFile: w.file},
+	cfg := &app.Config{
+		NATSConfig: app.NATSConfig{NATSURL: w.ns.URL, SubjectPrefix: fleetPrefix, MerchantsFile: w.file},
 		APIURL:     apiURL, APITimeout: 5 * time.Second, MaxAttempts: 3, RetryInitial: 10 * time.Millisecond,
 		RetryMax: 100 * time.Millisecond, ReadbackMarker: "on", CallbackShare: 10, HTTPAddr: "127.0.0.1:0",
 		DataDir: w.dir, LogFormat: "json", LogLevel: "debug", Concurrency: 8, AckWait: time.Minute,
@@ -165,7 +166,7 @@ func (w *fleetWorld) start(apiURL string) *Main {
 	if err := cfg.Validate(); err != nil {
 		w.t.Fatal(err)
 	}
-	m := NewMain(cfg, newLogger(&w.log, cfg.LogFormat, cfg.LogLevel))
+	m := app.NewMain(cfg, newLogger(&w.log, cfg.LogFormat, cfg.LogLevel))
 	if err := m.Run(w.t.Context()); err != nil {
 		w.t.Fatal(err)
 	}
@@ -341,7 +342,7 @@ func TestMerchantsOwnWorlds(t *testing.T) {
 	w.writeMerchants("shop1", "shop2", "shop3")
 	w.start(w.sb.URL)
 
-	body := submitData()
+	body := testworld.SubmitData()
 	cmds := map[string]*client.Command{"shop1": w.mustSubmit("shop1", "order-1", body), "shop2": w.mustSubmit("shop2", "order-1", body)}
 	uuids := map[string]string{}
 	for id, cmd := range cmds {
@@ -417,7 +418,7 @@ func TestUnknownMerchantReplayed(t *testing.T) {
 		return n
 	}
 	before := calls()
-	cmd := w.mustSubmit("ghost", "g1", submitData())
+	cmd := w.mustSubmit("ghost", "g1", testworld.SubmitData())
 	_, err = w.await("ghost", cmd)
 	if !errors.As(err, &f) || f.Reason != schemas.InvalidCommand || f.Message != "unknownMerchant" {
 		t.Fatalf("ghost's submit: %v, want invalid_command unknownMerchant", err)
@@ -495,7 +496,7 @@ func TestMerchantTokenRotated(t *testing.T) {
 	for p := range 4 {
 		publishers.Go(func() {
 			for i := 0; flow.Err() == nil; i++ {
-				cmd, err := w.submit("shop1", fmt.Sprintf("rotation-%d-%d", p, i), submitData())
+				cmd, err := w.submit("shop1", fmt.Sprintf("rotation-%d-%d", p, i), testworld.SubmitData())
 				if err != nil {
 					t.Error(err)
 					return
@@ -573,7 +574,7 @@ func TestMerchantsAddedAndRemoved(t *testing.T) {
 	w := newFleetWorld(t, "keep", "gone", "added")
 	w.writeMerchants("keep", "gone")
 	w.start(w.sb.URL)
-	w.mustSucceed("gone", w.mustSubmit("gone", "before", submitData()))
+	w.mustSucceed("gone", w.mustSubmit("gone", "before", testworld.SubmitData()))
 
 	// A file with a fault is not taken, in part or at all: the merchants of before go on.
 	w.rates["keep"] = -1
@@ -581,7 +582,7 @@ func TestMerchantsAddedAndRemoved(t *testing.T) {
 	testworld.WaitWithin(t, fleetReload, func() bool {
 		return strings.Contains(w.log.String(), "merchants[0] (keep): rate: must be 0 (no limit) or more")
 	}, "the faulty file refused")
-	w.mustSucceed("gone", w.mustSubmit("gone", "after-a-faulty-file", submitData()))
+	w.mustSucceed("gone", w.mustSubmit("gone", "after-a-faulty-file", testworld.SubmitData()))
 	delete(w.rates, "keep")
 
 	w.writeMerchants("keep", "added")
@@ -594,9 +595,9 @@ func TestMerchantsAddedAndRemoved(t *testing.T) {
 			return g.PinnedClientID != ""
 		})
 	}, "the change: added's consumer made, gone's without an owner")
-	waiting := []*client.Command{w.mustSubmit("gone", "while-gone-1", submitData()), w.mustSubmit("gone", "while-gone-2", submitData())}
-	w.mustSucceed("added", w.mustSubmit("added", "new-1", submitData()))
-	w.mustSucceed("keep", w.mustSubmit("keep", "keep-1", submitData()))
+	waiting := []*client.Command{w.mustSubmit("gone", "while-gone-1", testworld.SubmitData()), w.mustSubmit("gone", "while-gone-2", testworld.SubmitData())}
+	w.mustSucceed("added", w.mustSubmit("added", "new-1", testworld.SubmitData()))
+	w.mustSucceed("keep", w.mustSubmit("keep", "keep-1", testworld.SubmitData()))
 	testworld.WaitFor(t, func() bool {
 		info := w.consumerInfo(consumer.UnknownMerchantsConsumer)
 		return info != nil && info.NumPending == 0 && info.NumAckPending == 0
@@ -680,7 +681,7 @@ func (w *fleetWorld) owners(fronts []*tokenFront, merchants []string) map[string
 	}
 	cmds := map[string]*client.Command{}
 	for _, id := range merchants {
-		cmds[id] = w.mustSubmit(id, "round-"+schemas.NewID(), submitData())
+		cmds[id] = w.mustSubmit(id, "round-"+schemas.NewID(), testworld.SubmitData())
 	}
 	out := map[string]int{}
 	for _, id := range merchants {
@@ -727,7 +728,7 @@ func TestMerchantsSpreadAndHandedOver(t *testing.T) {
 	w := newFleetWorld(t, merchants...)
 	w.writeMerchants(merchants...)
 	fronts := []*tokenFront{newTokenFront(t, w.sb), newTokenFront(t, w.sb)}
-	replicas := []*Main{w.start(fronts[0].URL), w.start(fronts[1].URL)}
+	replicas := []*app.Main{w.start(fronts[0].URL), w.start(fronts[1].URL)}
 	w.spread(fronts, merchants, 2)
 
 	if err := replicas[0].Close(); err != nil {
@@ -737,7 +738,7 @@ func TestMerchantsSpreadAndHandedOver(t *testing.T) {
 	cmds := map[string]*client.Command{}
 	for _, id := range merchants {
 		before[id] = fronts[0].count(w.token(id))
-		cmds[id] = w.mustSubmit(id, "after-stop-"+id, submitData())
+		cmds[id] = w.mustSubmit(id, "after-stop-"+id, testworld.SubmitData())
 	}
 	testworld.WaitWithin(t, fleetReload, func() bool {
 		answers := w.answers()
@@ -770,14 +771,14 @@ func TestMerchantCallbacks(t *testing.T) {
 	w.setSecret("shop2", "cb-shop2-SECRET")
 	w.writeMerchants(merchants...)
 	fronts := []*tokenFront{newTokenFront(t, w.sb), newTokenFront(t, w.sb)}
-	replicas := []*Main{w.start(fronts[0].URL), w.start(fronts[1].URL)}
+	replicas := []*app.Main{w.start(fronts[0].URL), w.start(fronts[1].URL)}
 	owner := w.spread(fronts, merchants, 1)
 
 	// A reservation of each merchant's, paid by the customer.
 	uuids := map[string]string{}
 	for _, id := range merchants {
 		var req frontpay.SubmitReservationRequest
-		if err := json.Unmarshal(submitData(), &req); err != nil {
+		if err := json.Unmarshal(testworld.SubmitData(), &req); err != nil {
 			t.Fatal(err)
 		}
 		uuids[id] = schemas.NewID()
@@ -786,7 +787,7 @@ func TestMerchantCallbacks(t *testing.T) {
 		}
 	}
 	// callback sends the callback of a reservation's payment (100 NOK), signed with secret.
-	callback := func(replica *Main, path, uuid, secret string) int {
+	callback := func(replica *app.Main, path, uuid, secret string) int {
 		t.Helper()
 		ts := strconv.FormatInt(time.Now().Unix(), 10)
 		q := url.Values{"orderUuid": {uuid}, "status": {"reserved"}, "amount": {"100.00"}, "paymentMethod": {"visa"},

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +22,7 @@ import (
 
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
+	"github.com/nordpay/frontpay-worker/internal/app"
 	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/schemas"
 	"github.com/nordpay/frontpay-worker/status"
@@ -204,7 +203,7 @@ func leakScenario(t *testing.T, format string) {
 	}
 	testworld.WaitFor(t, func() bool { return get("/readyz", nil) == http.StatusOK }, "the worker to be ready")
 
-	results := func() []schemas.Event { return readStream(t, js, "FRONTPAY_RESULTS") }
+	results := func() []schemas.Event { return testworld.ReadStream(t, js, "FRONTPAY_RESULTS") }
 	resultOf := func(id string) schemas.Event {
 		t.Helper()
 		var got schemas.Event
@@ -244,7 +243,7 @@ func leakScenario(t *testing.T, format string) {
 	}
 	submit := map[string]any{
 		"customerDetails": customer,
-		"orderDate":       itoa(time.Now().Unix()), "dueDateForPaymentLink": itoa(time.Now().Add(time.Hour).Unix()),
+		"orderDate":       strconv.FormatInt(time.Now().Unix(), 10), "dueDateForPaymentLink": strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10),
 		"sendOrderBy":   map[string]any{"sms": true, "email": true},
 		"products":      map[string]any{"0": map[string]any{"name": "Gift for Hemmelig Hansen", "productId": nil, "rate": 100, "tax": "25", "amount": 100}},
 		"orderSummary":  map[string]any{"subTotal": 100, "totalTax": 25, "grandTotal": 100},
@@ -322,7 +321,7 @@ func leakScenario(t *testing.T, format string) {
 
 	// Callbacks with the personal data and the token in extra parameters and headers: one that
 	// is genuine (the capture's, again), and refused ones with the data where parameters belong.
-	ts := itoa(time.Now().Unix())
+	ts := strconv.FormatInt(time.Now().Unix(), 10)
 	extra := url.Values{}
 	extra.Set("email", "secret.person@example.no")
 	extra.Set("msisdn", "41234567")
@@ -446,17 +445,16 @@ func statusChanges(t *testing.T, base, source string, outcomes ...string) float6
 // TestStartErrorsHideToken fails the worker's start in ways that print an error, and checks that
 // no error shows the token.
 func TestStartErrorsHideToken(t *testing.T) {
-	cfg := &Config{
+	cfg := &app.Config{
 		APIURL: "http://127.0.0.1:1", APIToken: leakToken, APITimeout: time.Second, MaxAttempts: 1,
 		RetryInitial: time.Millisecond, RetryMax: time.Millisecond, HTTPAddr: "256.0.0.1:http", DataDir: t.TempDir(),
 		Concurrency: 1, AckWait: time.Second, PinnedTTL: 3 * time.Second, DrainTimeout: time.Second, LeaseMargin: time.Millisecond,
 		Replicas: 1, WorkerName: "test", LogFormat: "json", LogLevel: "debug",
 	}
 	var logs testworld.SyncBuffer
-	m := NewMain(cfg, newLogger(&logs, "json", "debug"))
+	m := app.NewMain(cfg, newLogger(&logs, "json", "debug"))
 	m.EmbeddedAddr = "127.0.0.1:0"
-	err := m.Run(t.Context())
-	_ = m.Close()
+	err := m.Run(t.Context()) // releases what it started
 	if err == nil {
 		t.Fatal("the worker started on a bad HTTP address")
 	}
@@ -470,116 +468,4 @@ func TestStartErrorsHideToken(t *testing.T) {
 			t.Error(l)
 		}
 	}
-}
-
-// TestHTTPServerLimits holds the HTTP server (probes, metrics, callbacks) to its limits: a
-// client that sends its header slowly, or nothing at all, is cut off after ReadHeaderTimeout,
-// and a header beyond MaxHeaderBytes is answered 431.
-func TestHTTPServerLimits(t *testing.T) {
-	m := startMain(t, newSandbox(t).URL)
-	srv := m.http
-	if srv.ReadHeaderTimeout <= 0 || srv.ReadHeaderTimeout > 10*time.Second || srv.ReadTimeout <= 0 ||
-		srv.WriteTimeout <= 0 || srv.IdleTimeout <= 0 || srv.MaxHeaderBytes <= 0 || srv.MaxHeaderBytes > 64<<10 {
-		t.Fatalf("HTTP server limits: read header %s, read %s, write %s, idle %s, header bytes %d",
-			srv.ReadHeaderTimeout, srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout, srv.MaxHeaderBytes)
-	}
-	limit := srv.ReadHeaderTimeout
-
-	// cutOff sends what write sends, at its own pace, and returns how long the server kept the
-	// connection open and what it answered.
-	cutOff := func(t *testing.T, write func(w io.Writer, stop <-chan struct{})) (time.Duration, string) {
-		conn, err := net.Dial("tcp", m.HTTPAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		start := time.Now()
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() { defer wg.Done(); write(conn, stop) }()
-		_ = conn.SetReadDeadline(time.Now().Add(limit + 20*time.Second))
-		answer, _ := io.ReadAll(conn) // until the server closes the connection
-		took := time.Since(start)
-		close(stop)
-		_ = conn.Close()
-		wg.Wait()
-		return took, string(answer)
-	}
-	check := func(t *testing.T, took time.Duration, answer string) {
-		t.Helper()
-		if took < limit-time.Second || took > limit+5*time.Second {
-			t.Errorf("the connection was open %s, want about ReadHeaderTimeout (%s)", took.Round(time.Millisecond), limit)
-		}
-		if strings.Contains(answer, "200 OK") {
-			t.Errorf("the slow request was served: %q", answer)
-		}
-	}
-	t.Run("slow header", func(t *testing.T) {
-		t.Parallel()
-		took, answer := cutOff(t, func(w io.Writer, stop <-chan struct{}) {
-			_, _ = io.WriteString(w, "GET /healthz HTTP/1.1\r\nHost: worker\r\n")
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				case <-time.After(300 * time.Millisecond):
-				}
-				if _, err := fmt.Fprintf(w, "X-Slow-%d: %d\r\n", i, i); err != nil {
-					return
-				}
-			}
-		})
-		check(t, took, answer)
-	})
-	t.Run("silent connection", func(t *testing.T) {
-		t.Parallel()
-		took, answer := cutOff(t, func(io.Writer, <-chan struct{}) {})
-		check(t, took, answer)
-	})
-	t.Run("oversized header", func(t *testing.T) {
-		t.Parallel()
-		for _, tc := range []struct {
-			size int
-			want int
-		}{
-			{srv.MaxHeaderBytes / 2, http.StatusOK},
-			{srv.MaxHeaderBytes + 8<<10, http.StatusRequestHeaderFieldsTooLarge},
-			{1 << 20, http.StatusRequestHeaderFieldsTooLarge},
-		} {
-			req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+m.HTTPAddr+"/healthz", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Header.Set("X-Big", strings.Repeat("a", tc.size))
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatalf("header of %d bytes: %v", tc.size, err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != tc.want {
-				t.Errorf("header of %d bytes: %d, want %d", tc.size, resp.StatusCode, tc.want)
-			}
-		}
-	})
-	t.Run("many headers", func(t *testing.T) {
-		t.Parallel()
-		conn, err := net.Dial("tcp", m.HTTPAddr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(limit + 10*time.Second))
-		w := bufio.NewWriter(conn)
-		_, _ = io.WriteString(w, "GET /healthz HTTP/1.1\r\nHost: worker\r\n")
-		for i := range 10000 {
-			_, _ = fmt.Fprintf(w, "X-H-%d: v\r\n", i)
-		}
-		_, _ = io.WriteString(w, "\r\n")
-		_ = w.Flush()
-		line, err := bufio.NewReader(conn).ReadString('\n')
-		if err != nil || !strings.Contains(line, strconv.Itoa(http.StatusRequestHeaderFieldsTooLarge)) {
-			t.Errorf("10000 headers: %q, %v; want 431", line, err)
-		}
-	})
 }

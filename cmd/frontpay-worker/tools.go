@@ -19,6 +19,7 @@ import (
 	"github.com/nordpay/frontpay-worker/client"
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
+	"github.com/nordpay/frontpay-worker/internal/app"
 	"github.com/nordpay/frontpay-worker/schemas"
 	"github.com/spf13/cobra"
 )
@@ -32,7 +33,7 @@ const toolTimeout = 5 * time.Second
 
 // tool is a connection of an operator's command to the worker's NATS.
 type tool struct {
-	cfg  *NATSConfig
+	cfg  *app.NATSConfig
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	topo consumer.Topology
@@ -41,7 +42,7 @@ type tool struct {
 // openTool connects an operator's tool to NATS. Unlike the worker, which retries for ever, a tool
 // gives up at once when NATS or its JetStream does not answer (exit code 3).
 func openTool(ctx context.Context) (*tool, error) {
-	cfg, err := LoadNATSConfig()
+	cfg, err := app.LoadNATSConfig()
 	if err != nil {
 		return nil, usageError(err)
 	}
@@ -49,7 +50,7 @@ func openTool(ctx context.Context) (*tool, error) {
 	if url == "" {
 		url = defaultNATSURL
 	}
-	nc, js, err := connect(cfg, url, discardLogger(), nats.RetryOnFailedConnect(false), nats.Timeout(toolTimeout))
+	nc, js, err := app.Connect(cfg, url, discardLogger(), nats.RetryOnFailedConnect(false), nats.Timeout(toolTimeout))
 	if err != nil {
 		return nil, unreachable(fmt.Errorf("NATS at %s: %w (is it running? NATS_URL names the servers)", redactURLs(url), err))
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -19,15 +20,40 @@ import (
 	"github.com/nordpay/frontpay-worker/schemas"
 )
 
-// toolsWorld runs a whole worker (startMain) against a sandbox of its own, points the tools at its
-// NATS server (NATS_URL), and connects the test to it.
+// toolsWorld runs a whole worker as `frontpay-worker run` does (runWorker, configured by the
+// environment) against a NATS server and a sandbox of their own, points the tools at the server
+// (NATS_URL), and connects the test to it.
 func toolsWorld(t *testing.T) (*testworld.API, jetstream.JetStream) {
 	t.Helper()
-	sb := newSandbox(t)
-	m := startMain(t, sb.URL)
-	t.Setenv("NATS_URL", m.NATSURL)
-	_, js := testworld.Connect(t, m.NATSURL)
-	return sb, js
+	sb := testworld.Sandbox(t, sandbox.Options{Token: sandboxToken, RateLimit: -1})
+	ns := testworld.JetStream(t)
+	for name, value := range map[string]string{
+		"NATS_URL": ns.URL, "FRONTPAY_API_URL": sb.URL, "FRONTPAY_API_TOKEN": sandboxToken, "FRONTPAY_HTTP_ADDR": "127.0.0.1:0",
+		"FRONTPAY_API_TIMEOUT": "2s", "FRONTPAY_MAX_ATTEMPTS": "2", "FRONTPAY_RETRY_INITIAL": "1ms", "FRONTPAY_RETRY_MAX": "10ms",
+		"FRONTPAY_CONCURRENCY": "4", "FRONTPAY_ACK_WAIT": "1s", "FRONTPAY_PIN_TTL": "3s", "FRONTPAY_DRAIN_TIMEOUT": "1s",
+		"FRONTPAY_LEASE_MARGIN": "100ms",
+	} {
+		t.Setenv(name, value)
+	}
+	var log testworld.SyncBuffer
+	worker := testworld.Run(t, "the worker", func(ctx context.Context, ready func()) error {
+		ready()
+		return runWorker(ctx, &log)
+	})
+	testworld.WaitFor(t, func() bool {
+		select {
+		case <-worker.Done():
+			t.Fatalf("the worker stopped: %v\n%s", worker.Err(), log.String())
+		default:
+		}
+		c, err := ns.JS.Consumer(t.Context(), "FRONTPAY_COMMANDS", consumer.ConsumerName)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(t.Context())
+		return err == nil && info.NumWaiting > 0
+	}, "the worker's pull")
+	return sb, ns.JS
 }
 
 // TestReplayFailedRefund fails a refund while the API is down, replays it once the API is back,
@@ -35,7 +61,7 @@ func toolsWorld(t *testing.T) (*testworld.API, jetstream.JetStream) {
 func TestReplayFailedRefund(t *testing.T) {
 	sb, js := toolsWorld(t)
 	api := sb.Client(t, sandboxToken)
-	uuid, line := paidReservation(t, api, sb.Sandbox)
+	uuid, line := sb.PaidReservation(t, api)
 	captured, err := api.Capture(t.Context(), uuid, &frontpay.CaptureRequest{
 		Products: frontpay.Lines[frontpay.CaptureLine]{{ID: line, Amount: frontpay.Num("100")}}, GrandTotal: frontpay.Num("100"),
 	})
@@ -61,7 +87,7 @@ func TestReplayFailedRefund(t *testing.T) {
 	// stored reports whether the results stream holds a refund-1 event of type typ.
 	stored := func(typ string) func() bool {
 		return func() bool {
-			return slices.ContainsFunc(readStream(t, js, "FRONTPAY_RESULTS"), func(ev schemas.Event) bool {
+			return slices.ContainsFunc(testworld.ReadStream(t, js, "FRONTPAY_RESULTS"), func(ev schemas.Event) bool {
 				return ev.Type == typ && ev.IdempotencyKey == "refund-1"
 			})
 		}
@@ -113,7 +139,7 @@ func refunds(sb *sandbox.Sandbox) int {
 // limit, its summary, its progress report and its confirmation, against a running worker.
 func TestReplaySelection(t *testing.T) {
 	sb, js := toolsWorld(t)
-	uuid, _ := paidReservation(t, sb.Client(t, sandboxToken), sb.Sandbox)
+	uuid, _ := sb.PaidReservation(t, sb.Client(t, sandboxToken))
 
 	// Three details while the API fails them: upstream_unavailable, which exits 1.
 	sb.SetFault(frontpay.ReservationDetails, sandbox.Fault{ErrorShare: 1})
@@ -132,7 +158,7 @@ func TestReplaySelection(t *testing.T) {
 	// A command too large to be carried in its failure: invalid_command with "command": null.
 	huge := publishCommand(t, js, frontpay.ReservationDetails, map[string]any{"reservationUuid": "RES1", "note": strings.Repeat("x", schemas.MaxCommandBytes)})
 	testworld.WaitFor(t, func() bool {
-		for _, ev := range readStream(t, js, "FRONTPAY_RESULTS") {
+		for _, ev := range testworld.ReadStream(t, js, "FRONTPAY_RESULTS") {
 			if ev.CausationID == huge || ev.IdempotencyKey == huge {
 				return true
 			}
@@ -194,7 +220,7 @@ func TestReplaySelection(t *testing.T) {
 	// succeeded counts the details' successes on the results stream.
 	succeeded := func() int {
 		ok := 0
-		for _, ev := range readStream(t, js, "FRONTPAY_RESULTS") {
+		for _, ev := range testworld.ReadStream(t, js, "FRONTPAY_RESULTS") {
 			if ev.Type == "reservation.details.succeeded" {
 				ok++
 			}
@@ -226,7 +252,7 @@ func TestReplaySelection(t *testing.T) {
 	testworld.WaitFor(t, func() bool { return succeeded() == 3 }, "the replayed details' successes")
 	forged := testworld.ForgeFailure(t, js, "", frontpay.ReservationDetails, "forged", map[string]any{"reservationUuid": uuid}).ID
 	testworld.WaitFor(t, func() bool {
-		return slices.ContainsFunc(readStream(t, js, "FRONTPAY_RESULTS"), func(ev schemas.Event) bool { return ev.ID == forged })
+		return slices.ContainsFunc(testworld.ReadStream(t, js, "FRONTPAY_RESULTS"), func(ev schemas.Event) bool { return ev.ID == forged })
 	}, "the forged failure on the results stream")
 	out, errOut, code = cliRun(t, settings{}, "", "replay", "--since", "1h", "--operation", "reservation.details", "--yes")
 	if code != exitOK || strings.Contains(out, "key=forged") || !strings.Contains(out, "0 replayed") ||
@@ -242,7 +268,7 @@ func TestReplaySelection(t *testing.T) {
 func replays(t *testing.T, js jetstream.JetStream) int {
 	t.Helper()
 	n := 0
-	for _, ev := range readStream(t, js, "FRONTPAY_COMMANDS") {
+	for _, ev := range testworld.ReadStream(t, js, "FRONTPAY_COMMANDS") {
 		if ev.ReplayOf != "" {
 			n++
 		}

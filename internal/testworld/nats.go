@@ -2,6 +2,7 @@ package testworld
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/nordpay/frontpay-worker/internal/embedded"
+	"github.com/nordpay/frontpay-worker/schemas"
 )
 
 // Topology sets up the worker's streams, bucket and consumers: consumer.Topology.
@@ -118,12 +120,49 @@ func (n *NATS) Restart(tb testing.TB, down func()) {
 	}
 }
 
+// Server is the nats-server, e.g. for its statistics (Varz).
+func (n *NATS) Server() *server.Server { return n.srv.Server() }
+
 // Close closes the connection, then stops the server.
 func (n *NATS) Close() {
 	if n.Conn != nil {
 		n.Conn.Close()
 	}
 	n.stop()
+}
+
+// ReadStream returns every event stored on a stream; none where the stream does not exist.
+func ReadStream(tb testing.TB, js jetstream.JetStream, stream string) []schemas.Event {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(tb.Context(), 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	} else if err != nil {
+		tb.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil || info.State.Msgs == 0 {
+		return nil
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	batch, err := c.Fetch(int(info.State.Msgs), jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out []schemas.Event
+	for m := range batch.Messages() {
+		var ev schemas.Event
+		if err := json.Unmarshal(m.Data(), &ev); err != nil {
+			tb.Fatalf("%s holds %q: %v", stream, m.Data(), err)
+		}
+		out = append(out, ev)
+	}
+	return out
 }
 
 // Server starts a nats-server of the test's own, configured by opts (TLS, accounts, no

@@ -1,12 +1,15 @@
 package testworld
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
@@ -54,6 +57,40 @@ func (a *API) Client(tb testing.TB, token string, opts ...frontpay.Option) *fron
 		tb.Fatal(err)
 	}
 	return c
+}
+
+// SubmitData is the data of a reservation of one 100 NOK line, its payment link due in an hour:
+// a submit command's, or a request straight to the API.
+func SubmitData() json.RawMessage {
+	now := time.Now()
+	return json.RawMessage(`{"customerDetails":{"type":"private","countryCode":"+47","msisdn":"46567468","email":"a@example.no",
+		"name":"A","preferredLanguage":"no","address":{"street":"S 1","zip":"0150","city":"Oslo","country":"NO"}},
+		"orderDate":"` + strconv.FormatInt(now.Unix(), 10) + `","dueDateForPaymentLink":"` + strconv.FormatInt(now.Add(time.Hour).Unix(), 10) + `",
+		"sendOrderBy":{"sms":false,"email":true},"products":{"0":{"name":"Wax","productId":null,"rate":100,"tax":"25","amount":100}},
+		"orderSummary":{"subTotal":100,"totalTax":25,"grandTotal":100}}`)
+}
+
+// PaidReservation submits SubmitData straight to the API through api, has the customer pay it,
+// and returns its UUID and the product id of its line.
+func (a *API) PaidReservation(tb testing.TB, api *frontpay.Client) (string, frontpay.Number) {
+	tb.Helper()
+	var req frontpay.SubmitReservationRequest
+	if err := json.Unmarshal(SubmitData(), &req); err != nil {
+		tb.Fatal(err)
+	}
+	res, err := api.SubmitReservation(tb.Context(), &req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	uuid := res.Data.ReservationUUID
+	if err := a.Pay(uuid); err != nil {
+		tb.Fatal(err)
+	}
+	d, err := api.Details(tb.Context(), uuid)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return uuid, d.Data.ProductList[0].ID
 }
 
 // Calls counts the requests that reach a handler (Wrap): which operation each was, its path,

@@ -1,9 +1,10 @@
-package main
+package app
 
 import (
 	"cmp"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"reflect"
 	"slices"
@@ -233,7 +234,7 @@ func (c *Config) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("FRONTPAY_LOG_FORMAT", "must be text or json, got %q", c.LogFormat)
 	}
-	if _, err := parseLevel(c.LogLevel); err != nil {
+	if _, err := ParseLevel(c.LogLevel); err != nil {
 		bad("FRONTPAY_LOG_LEVEL", "%v", err)
 	}
 	if c.Concurrency < 1 {
@@ -318,6 +319,15 @@ func readSecretFile(secret *Secret, file, name string) error {
 		return fmt.Errorf("%s_FILE: the file %s is empty", name, file)
 	}
 	return nil
+}
+
+// ParseLevel reads FRONTPAY_LOG_LEVEL: debug, info, warn or error, in any case.
+func ParseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(s))); err != nil {
+		return 0, fmt.Errorf("must be debug, info, warn or error, got %q", s)
+	}
+	return l, nil
 }
 
 // LoadNATSConfig reads what the operators' tools need of the environment.

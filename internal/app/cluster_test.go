@@ -1,11 +1,10 @@
-package main
+package app
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/nordpay/frontpay-worker/client"
 	"github.com/nordpay/frontpay-worker/consumer"
 	"github.com/nordpay/frontpay-worker/frontpay"
@@ -94,20 +94,6 @@ func (w *clusterWorker) lines(match func(string) bool) []string {
 // count returns how many of the worker's log lines contain s.
 func (w *clusterWorker) count(s string) int { return strings.Count(w.log.String(), s) }
 
-// apiFront is a worker's own way in to the shared sandbox, so that its calls can be told apart:
-// how many it made, and how many captures it has at the API right now.
-type apiFront struct {
-	URL   string
-	calls testworld.Calls
-}
-
-func newAPIFront(tb testing.TB, api http.Handler) *apiFront {
-	tb.Helper()
-	f := &apiFront{}
-	f.URL = testworld.Serve(tb, f.calls.Wrap(api))
-	return f
-}
-
 // clusterCommand is a command of the scale-out test.
 type clusterCommand struct {
 	op   frontpay.Operation
@@ -174,9 +160,9 @@ func TestClusterScaleOut(t *testing.T) {
 	sb := newSandbox(t)
 	api := sb.Client(t, sandboxToken)
 	var workers []*clusterWorker
-	var fronts []*apiFront
+	var fronts []*testworld.Front
 	startWorker := func(name string) {
-		f := newAPIFront(t, sb.Sandbox)
+		f := testworld.NewFront(t, sb.Sandbox)
 		fronts = append(fronts, f)
 		workers = append(workers, startClusterWorker(t, c.URLs(), f.URL, name, concurrency))
 	}
@@ -205,7 +191,7 @@ func TestClusterScaleOut(t *testing.T) {
 	var cmds []*clusterCommand
 	perReservation := map[string][]*clusterCommand{}
 	for i := range reservations {
-		uuid, line := paidReservation(t, api, sb.Sandbox)
+		uuid, line := sb.PaidReservation(t, api)
 		products := []any{map[string]any{"id": line, "amount": 40}}
 		for j, spec := range []struct {
 			op   frontpay.Operation
@@ -300,7 +286,7 @@ func TestClusterScaleOut(t *testing.T) {
 	// owner returns the worker whose captures are at the API: the one that owns the commands.
 	owner := func() int {
 		for i, f := range fronts {
-			if f.calls.Active(frontpay.ReservationCapture) >= 2 && !workers[i].main.draining.Load() {
+			if f.Calls.Active(frontpay.ReservationCapture) >= 2 && !workers[i].main.draining.Load() {
 				return i
 			}
 		}
@@ -314,7 +300,7 @@ func TestClusterScaleOut(t *testing.T) {
 	sb.SetFault(frontpay.ReservationCapture, sandbox.Fault{Latency: 500 * time.Millisecond})
 	testworld.WaitFor(t, func() bool { return owner() >= 0 }, "captures of the owner at the API")
 	crashed := owner()
-	inFlight := fronts[crashed].calls.Active(frontpay.ReservationCapture)
+	inFlight := fronts[crashed].Calls.Active(frontpay.ReservationCapture)
 	workers[crashed].crash()
 	sb.SetFault(frontpay.ReservationCapture, sandbox.Fault{})
 	phase(fmt.Sprintf("crashed the owner %s with %d captures at the API", workers[crashed].name, inFlight))
@@ -356,7 +342,7 @@ func TestClusterScaleOut(t *testing.T) {
 			return false
 		}
 		clear(byCommand)
-		for _, ev := range readStream(t, js, "FRONTPAY_RESULTS") {
+		for _, ev := range testworld.ReadStream(t, js, "FRONTPAY_RESULTS") {
 			if ev.CausationID == "" {
 				continue // a status event
 			}
@@ -456,7 +442,7 @@ func TestClusterScaleOut(t *testing.T) {
 	}
 	var calls []string
 	for i, f := range fronts {
-		calls = append(calls, fmt.Sprintf("%s=%d", workers[i].name, f.calls.Count("", "")))
+		calls = append(calls, fmt.Sprintf("%s=%d", workers[i].name, f.Calls.Count("", "")))
 	}
 	t.Logf("API calls by worker: %s", strings.Join(calls, " "))
 
@@ -524,10 +510,9 @@ func BenchmarkClusterThroughput(b *testing.B) {
 	defer c.Shutdown()
 	sb := testworld.Sandbox(b, sandbox.Options{Token: sandboxToken, RateLimit: -1})
 	api := sb.Client(b, sandboxToken)
-	// paidReservation wants a *testing.T only for its helpers; build the reservations here.
 	var uuids []string
 	for range reservations {
-		uuid, _ := paidReservation(b, api, sb.Sandbox)
+		uuid, _ := sb.PaidReservation(b, api)
 		uuids = append(uuids, uuid)
 	}
 	nc, js := testworld.Connect(b, c.URLs())

@@ -1,4 +1,8 @@
-package main
+// Package app is the worker as a whole: its configuration from the environment (Config,
+// LoadConfig) and Main, which wires it: NATS (embedded or remote), the streams, the Front Payment
+// clients, the merchants' consumers and status services (internal/fleet), metrics, tracing and
+// the HTTP server. cmd/frontpay-worker is its command line; cmd/bench runs it in-process.
+package app
 
 import (
 	"context"
@@ -24,6 +28,7 @@ import (
 	"github.com/nordpay/frontpay-worker/publisher"
 	"github.com/nordpay/frontpay-worker/status"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Main is the whole worker: NATS (embedded or remote), the streams, the Front Payment client,
@@ -34,6 +39,12 @@ type Main struct {
 	Logger *slog.Logger
 	// EmbeddedAddr is where an embedded NATS server listens when NATS_URL is empty.
 	EmbeddedAddr string
+	// Untraced leaves the worker without a tracer: no spans at all, where production without
+	// OTEL_* variables has the no-op provider's. For cmd/bench, which measures what those cost.
+	Untraced bool
+	// TookOver, where set, is told each time this replica becomes the owner of a merchant's
+	// commands (as frontpay_takeovers_total is). For cmd/bench, which waits for ownership to settle.
+	TookOver func(merchant string)
 
 	// HTTPAddr is the address the HTTP server listens on, known once Run returned.
 	HTTPAddr string
@@ -59,8 +70,17 @@ func NewMain(cfg *Config, log *slog.Logger) *Main {
 	return &Main{Config: cfg, Logger: log, EmbeddedAddr: "127.0.0.1:4222"}
 }
 
-// Run starts the worker and returns once it consumes, or with the first error.
+// Run starts the worker and returns once it consumes, or with the first error, having then
+// released what it started (Close returns at once).
 func (m *Main) Run(ctx context.Context) error {
+	if err := m.run(ctx); err != nil {
+		_ = m.Close()
+		return err
+	}
+	return nil
+}
+
+func (m *Main) run(ctx context.Context) error {
 	cfg, log := m.Config, m.Logger
 	url := cfg.NATSURL
 	if url == "" {
@@ -79,7 +99,7 @@ func (m *Main) Run(ctx context.Context) error {
 		log.Info("embedded NATS server started", "url", url, "store", dir)
 	}
 	m.NATSURL = url
-	nc, js, err := connect(&cfg.NATSConfig, url, log)
+	nc, js, err := Connect(&cfg.NATSConfig, url, log)
 	if err != nil {
 		return err
 	}
@@ -90,11 +110,15 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	pub := publisher.New(js, log, 5*time.Second)
-	tp, exporting, shutdown, err := tracing.Setup(ctx, cfg.WorkerName)
-	if err != nil {
-		return err
+	var tp trace.TracerProvider
+	exporting := false
+	if !m.Untraced {
+		var shutdown func(context.Context) error
+		if tp, exporting, shutdown, err = tracing.Setup(ctx, cfg.WorkerName); err != nil {
+			return err
+		}
+		m.traces = shutdown
 	}
-	m.traces = shutdown
 	clientOpts := []frontpay.Option{frontpay.WithTimeout(cfg.APITimeout), frontpay.WithRetryAfterMax(cfg.RetryMax)}
 	if exporting {
 		// The API calls as HTTP client spans, children of their command's.
@@ -126,7 +150,11 @@ func (m *Main) Run(ctx context.Context) error {
 		DefaultRate: cfg.APIRate,
 		Observe: func(merchant string) fleet.Observers {
 			o := m.metrics.For(merchant)
-			return fleet.Observers{Consumer: o, Status: o, Client: o.ClientHooks()}
+			var c consumer.Observer = o
+			if m.TookOver != nil {
+				c = takeOvers{Observer: o, note: func() { m.TookOver(merchant) }}
+			}
+			return fleet.Observers{Consumer: c, Status: o, Client: o.ClientHooks()}
 		},
 		Logger: log,
 	}, js, kv, pub)
@@ -243,10 +271,21 @@ func (m *Main) serveHTTP() error {
 	return nil
 }
 
-// connect opens the NATS connection (credentials or an nkey, TLS, and reconnects for ever) and
+// takeOvers passes everything to the metrics and tells note of each take-over too.
+type takeOvers struct {
+	consumer.Observer
+	note func()
+}
+
+func (t takeOvers) TakeOver() {
+	t.Observer.TakeOver()
+	t.note()
+}
+
+// Connect opens the NATS connection (credentials or an nkey, TLS, and reconnects for ever) and
 // its JetStream context. extra options come last and so override those (the tools give up at
 // once instead).
-func connect(cfg *NATSConfig, url string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
+func Connect(cfg *NATSConfig, url string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, jetstream.JetStream, error) {
 	opts := []nats.Option{
 		nats.Name("frontpay-worker"),
 		nats.MaxReconnects(-1),

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"bytes"
@@ -34,7 +34,7 @@ func TestCloudEventsSDK(t *testing.T) {
 	sdk := &ceSender{t: t, nc: nc}
 
 	// A reservation submitted in binary mode, its details read in structured mode.
-	sdk.send(frontpay.ReservationSubmit, false, ceCommand(t, frontpay.ReservationSubmit, "submit-1", submitData()))
+	sdk.send(frontpay.ReservationSubmit, false, ceCommand(t, frontpay.ReservationSubmit, "submit-1", testworld.SubmitData()))
 	var submitted frontpay.SubmitReservationResult
 	results.success(t, "submit-1", &submitted)
 	if err := sb.Pay(submitted.ReservationUUID); err != nil {
@@ -265,13 +265,4 @@ func (r *ceResults) failure(t *testing.T, key string) schemas.Failure {
 		t.Fatalf("result of %s: %s %s (%v)", key, e.Type(), e.Data(), err)
 	}
 	return f
-}
-
-// submitData is a reservation of one 100 NOK line, due in an hour.
-func submitData() json.RawMessage {
-	return json.RawMessage(`{"customerDetails":{"type":"private","countryCode":"+47","msisdn":"46567468","email":"a@example.no",
-		"name":"A","preferredLanguage":"no","address":{"street":"S 1","zip":"0150","city":"Oslo","country":"NO"}},
-		"orderDate":"` + itoa(time.Now().Unix()) + `","dueDateForPaymentLink":"` + itoa(time.Now().Add(time.Hour).Unix()) + `",
-		"sendOrderBy":{"sms":false,"email":true},"products":{"0":{"name":"Wax","productId":null,"rate":100,"tax":"25","amount":100}},
-		"orderSummary":{"subTotal":100,"totalTax":25,"grandTotal":100}}`)
 }

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -188,13 +188,15 @@ func runSecure(t *testing.T, cfg *Config, limit time.Duration) (*Main, *testworl
 func secureCapture(t *testing.T, url string, sb *testworld.API, opts ...nats.Option) {
 	t.Helper()
 	_, js := testworld.Connect(t, url, opts...) // the test's own connection
-	uuid, line := paidReservation(t, sb.Client(t, sandboxToken), sb.Sandbox)
-	id := publishCommand(t, js, frontpay.ReservationCapture, map[string]any{
+	uuid, line := sb.PaidReservation(t, sb.Client(t, sandboxToken))
+	c := testworld.NewCommand(t, frontpay.ReservationCapture, map[string]any{
 		"reservationUuid": uuid, "grandTotal": 40, "products": []any{map[string]any{"id": line, "amount": 40}},
 	})
+	testworld.Publish(t, js, c.Msg(""))
+	id := c.ID
 	var got *schemas.Event
 	testworld.WaitFor(t, func() bool {
-		for _, ev := range readStream(t, js, "FRONTPAY_RESULTS") {
+		for _, ev := range testworld.ReadStream(t, js, "FRONTPAY_RESULTS") {
 			if ev.CausationID == id {
 				got = &ev
 				return true
@@ -359,7 +361,7 @@ type startOutcome int
 const (
 	// failsFast: Run returns at once with an error naming the problem.
 	failsFast startOutcome = iota
-	// waitsOut: the connection cannot be made, but connect() uses RetryOnFailedConnect(true), so
+	// waitsOut: the connection cannot be made, but Connect() uses RetryOnFailedConnect(true), so
 	// nats.Connect returns a connection that retries for ever; Run then retries setting up the
 	// streams until its context (or ensure's own 2 minutes) runs out, and fails with "set up
 	// streams: … context deadline exceeded" or "… connection closed"; the log (ReconnectErrHandler)
