@@ -65,7 +65,7 @@ chaos: ## Worker processes SIGKILLed, NATS restarted, API faults: no command los
 	$(GO) run ./cmd/chaos
 
 .PHONY: bench
-bench: ## Run the benchmark program on a quiet machine (about 10 min; writes bench.json)
+bench: ## Run the benchmark program on a quiet machine (about 12 min; writes bench.json)
 	$(GO) run ./cmd/bench -json bench.json
 
 .PHONY: deploy-check

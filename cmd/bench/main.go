@@ -40,8 +40,9 @@ type config struct {
 	apiTimeout   time.Duration
 	phaseTimeout time.Duration
 
-	n            int
-	halfDuration time.Duration
+	n              int
+	halfDuration   time.Duration
+	throughputRuns int
 
 	idleN int
 
@@ -79,10 +80,11 @@ func parseFlags(args []string) (*config, error) {
 	fs.DurationVar(&cfg.apiTimeout, "api-timeout", 5*time.Second, "the worker's APITimeout (throughput, latency)")
 	fs.DurationVar(&cfg.phaseTimeout, "phase-timeout", 10*time.Minute, "longest wait for the results of one batch of commands")
 	fs.IntVar(&cfg.n, "n", 20000, "throughput: captures of the full-load runs (worker and bare pipeline)")
+	fs.IntVar(&cfg.throughputRuns, "throughput-runs", 3, "throughput: full-load runs of the worker, and as many of the bare pipeline, alternating")
 	fs.DurationVar(&cfg.halfDuration, "half-duration", 10*time.Second, "throughput: how long the half-load publisher runs")
 	fs.IntVar(&cfg.idleN, "idle-n", 100, "idle: captures (and charges, completes, cancels) published one at a time")
 	fs.IntVar(&cfg.tracingN, "tracing-n", 5000, "tracing: details commands of each run")
-	fs.IntVar(&cfg.tracingRuns, "tracing-runs", 5, "tracing: runs with the no-op tracer, and as many without a tracer, alternating")
+	fs.IntVar(&cfg.tracingRuns, "tracing-runs", 7, "tracing: runs with the no-op tracer, and as many without a tracer, alternating")
 	fs.IntVar(&cfg.latencyN, "latency-n", 3000, "latency: captures")
 	fs.DurationVar(&cfg.latency, "latency", 50*time.Millisecond, "latency: the sandbox's latency on capture")
 	fs.IntVar(&cfg.ratelimitN, "ratelimit-n", 600, "ratelimit: details commands in the backlog (raised to 125% of what the run's duration allows)")
@@ -107,9 +109,9 @@ func parseFlags(args []string) (*config, error) {
 		return nil, err
 	}
 	switch {
-	case cfg.n < 1 || cfg.idleN < 1 || cfg.tracingN < 1 || cfg.tracingRuns < 1 || cfg.latencyN < 1 || cfg.memoryN < 1 || cfg.ratelimitN < 1 ||
+	case cfg.n < 1 || cfg.throughputRuns < 1 || cfg.idleN < 1 || cfg.tracingN < 1 || cfg.tracingRuns < 1 || cfg.latencyN < 1 || cfg.memoryN < 1 || cfg.ratelimitN < 1 ||
 		cfg.oneMerchantRuns < 1 || cfg.fairnessBacklog < 1:
-		return nil, errors.New("-n, -idle-n, -tracing-n, -tracing-runs, -latency-n, -ratelimit-n, -memory-commands, -onemerchant-runs and -fairness-backlog must be at least 1")
+		return nil, errors.New("-n, -throughput-runs, -idle-n, -tracing-n, -tracing-runs, -latency-n, -ratelimit-n, -memory-commands, -onemerchant-runs and -fairness-backlog must be at least 1")
 	case cfg.fairnessMerchants < 4:
 		return nil, errors.New("-fairness-merchants must be at least 4")
 	case cfg.concurrency < 1:
@@ -259,6 +261,7 @@ func run(ctx context.Context, cfg *config, args []string) int {
 			"concurrency":           fmt.Sprint(cfg.concurrency),
 			"apiTimeout":            cfg.apiTimeout.String(),
 			"n":                     fmt.Sprint(cfg.n),
+			"throughputRuns":        fmt.Sprint(cfg.throughputRuns),
 			"halfDuration":          cfg.halfDuration.String(),
 			"idleN":                 fmt.Sprint(cfg.idleN),
 			"tracingN":              fmt.Sprint(cfg.tracingN),

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log"
-	"slices"
 	"syscall"
 	"time"
 
@@ -91,10 +90,9 @@ func oneMerchant(ctx context.Context, cfg *config) ([]Row, error) {
 		m.reasons += p.reasons
 		log.Printf("%s: run %d (%s): %d captures, %.0f/s, %.2f JetStream operations and %.0f µs of CPU each", sc, i+1, m.name, p.answered, p.rate, ops, cpu)
 	}
-	med := func(v []float64) float64 { s := slices.Sorted(slices.Values(v)); return s[len(s)/2] }
-	without, with := med(modes[0].rates), med(modes[1].rates)
-	opsWithout, opsWith := med(modes[0].ops), med(modes[1].ops)
-	cpuWithout, cpuWith := med(modes[0].cpu), med(modes[1].cpu)
+	without, with := median(modes[0].rates), median(modes[1].rates)
+	opsWithout, opsWith := median(modes[0].ops), median(modes[1].ops)
+	cpuWithout, cpuWith := median(modes[0].cpu), median(modes[1].cpu)
 	share := with / without * 100
 	rows := []Row{
 		info(sc, "no file (one merchant of the environment), median", without, "commands/s", fmt.Sprintf("%.0f/s", without)),

@@ -197,3 +197,12 @@ func summary(rows []Row) (targets, met int) {
 	}
 	return targets, met
 }
+
+// median is the middle of v (the upper middle of an even count), 0 for none.
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(v))
+	return s[len(s)/2]
+}
