@@ -270,14 +270,24 @@ func (t Topology) pinned(name, description string) jetstream.ConsumerConfig {
 	}
 }
 
-// Ensure creates or updates the streams, the bucket and the consumer.
+// Ensure creates or updates the streams, the bucket and the consumer. Each is created first and
+// updated only when it exists with another configuration: replicas that start together leave an
+// unchanged stream alone (an update while another replica creates a consumer races inside
+// nats-server 2.15.2).
 func (t Topology) Ensure(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
 	for _, cfg := range t.Streams() {
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+		_, err := js.CreateStream(ctx, cfg)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			_, err = js.UpdateStream(ctx, cfg)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("create stream %s: %w", cfg.Name, err)
 		}
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, t.Bucket())
+	kv, err := js.CreateKeyValue(ctx, t.Bucket())
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		kv, err = js.UpdateKeyValue(ctx, t.Bucket())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create bucket %s: %w", t.StateBucket(), err)
 	}
