@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -189,7 +190,7 @@ func FuzzNumber(f *testing.F) {
 	for _, s := range []string{
 		`1`, `51.00`, `"0"`, `"51.00"`, `1000.00`, `-3`, `"1e2"`, `0.10`, `null`, `0.001`, `"-0"`,
 		`"abc"`, `true`, `{}`, `[]`, `""`, `"1,5"`, `"0x10"`, `" 1"`, `1e100`, `"-1e999999"`, `"+.5"`,
-		`"1."`, `".5"`, `1.`, `01`, `-`, `"\u0031"`, ` 7 `, `"90071992547409.93"`, `1E+07`, `"1e-99"`,
+		`"1."`, `".5"`, `1.`, `01`, `-`, `"\u0031"`, ` 7 `, `"90071992547409.93"`, `1E+07`, `"1e-99"`, `"-0.5"`, `+7.05`, `"12345678901234567.8"`, `"9223372036854775807"`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -229,8 +230,18 @@ func FuzzNumber(f *testing.F) {
 		if again.String() != n.String() || string(out2) != string(out) || again.Cmp(n) != 0 {
 			t.Fatalf("%q: %s read back as %q (%s)", b, out, again.String(), out2)
 		}
-		if c, err := n.Cents(); err == nil && frontpay.FromCents(c).Cmp(n) != 0 {
+		// Cents and Sign (which take a short way for plain amounts) agree with exact arithmetic.
+		hundredths := new(big.Rat).Mul(n.Rat(), big.NewRat(100, 1))
+		exact := hundredths.IsInt() && hundredths.Num().IsInt64()
+		c, err := n.Cents()
+		if (err == nil) != exact || err == nil && c != hundredths.Num().Int64() {
+			t.Fatalf("%q: Cents %d, %v; exactly %s hundredths", b, c, err, hundredths.RatString())
+		}
+		if err == nil && frontpay.FromCents(c).Cmp(n) != 0 {
 			t.Fatalf("%q: %d cents is not %s", b, c, n.String())
+		}
+		if n.Sign() != n.Rat().Sign() {
+			t.Fatalf("%q: Sign %d, exactly %d", b, n.Sign(), n.Rat().Sign())
 		}
 	})
 }

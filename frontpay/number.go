@@ -2,6 +2,7 @@ package frontpay
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -81,6 +82,9 @@ var ErrNotCents = errors.New("not a whole number of cents")
 // Cents returns the value in hundredths (øre for NOK), exactly, or ErrNotCents when the value has a
 // fractional part below a hundredth or does not fit in an int64.
 func (n Number) Cents() (int64, error) {
+	if c, ok := n.plainCents(); ok {
+		return c, nil
+	}
 	r := n.Rat()
 	if r == nil {
 		return 0, ErrNotCents
@@ -90,6 +94,36 @@ func (n Number) Cents() (int64, error) {
 		return 0, ErrNotCents
 	}
 	return r.Num().Int64(), nil
+}
+
+// plainCents reads the common form of an amount, an optional sign, 1 to 16 digits and optionally a
+// point and one or two decimals, in hundredths without big.Rat; ok is false for every other form,
+// which Cents reads exactly the slow way.
+func (n Number) plainCents() (c int64, ok bool) {
+	s := n.text
+	neg := s != "" && s[0] == '-'
+	if s != "" && (s[0] == '-' || s[0] == '+') {
+		s = s[1:]
+	}
+	whole, frac, point := strings.Cut(s, ".")
+	if len(whole) == 0 || len(whole) > 16 || point && (len(frac) == 0 || len(frac) > 2) {
+		return 0, false
+	}
+	for _, part := range [2]string{whole, frac} {
+		for i := range len(part) {
+			if part[i] < '0' || part[i] > '9' {
+				return 0, false
+			}
+			c = c*10 + int64(part[i]-'0')
+		}
+	}
+	for range 2 - len(frac) {
+		c *= 10
+	}
+	if neg {
+		c = -c
+	}
+	return c, true
 }
 
 // FromCents returns the amount c/100 written as a bare JSON number with two decimals.
@@ -103,6 +137,9 @@ func FromCents(c int64) Number {
 
 // Sign returns -1, 0 or +1; 0 also when absent.
 func (n Number) Sign() int {
+	if c, ok := n.plainCents(); ok {
+		return cmp.Compare(c, 0)
+	}
 	if r := n.Rat(); r != nil {
 		return r.Sign()
 	}

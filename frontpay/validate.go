@@ -140,7 +140,7 @@ func (r rules) money(field string, n Number) {
 // positiveMoney is money that must be above zero, for the amount a call moves.
 func (r rules) positiveMoney(field string, n Number) {
 	r.money(field, n)
-	if !n.IsZero() && n.Rat() != nil && n.Sign() == 0 {
+	if !n.IsZero() && n.Sign() == 0 {
 		r.fail(field, "gt", "must be greater than 0")
 	}
 }
