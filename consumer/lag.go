@@ -23,7 +23,8 @@ import (
 //
 // For an operation, from the owner's last report: Pending is held and not started (waiting for
 // its turn on its reservation or for a worker), AckPending held in all (Pending and those in
-// flight or waiting for a retry), OldestAge the age of the oldest held.
+// flight, among them those waiting for a place at the API, or waiting for a retry), OldestAge the
+// age of the oldest held.
 type ConsumerLag struct {
 	// Merchant is the merchant, in a deployment of several ("" otherwise).
 	Merchant    string `json:"merchant,omitempty"`

@@ -9,6 +9,7 @@ import (
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
 	"github.com/nordpay/frontpay-worker/internal/testworld"
+	"github.com/nordpay/frontpay-worker/schemas"
 )
 
 // TestPerReservationOrder publishes a slow capture and then a complete for each of ten
@@ -37,6 +38,34 @@ func TestPerReservationOrder(t *testing.T) {
 	}
 	if n := h.calls.Peak(frontpay.ReservationCapture); n < 2 {
 		t.Errorf("at most %d capture at a time: commands of different reservations did not run concurrently", n)
+	}
+}
+
+// TestConcurrencyBoundsAPICalls gives a worker two places at the API (Concurrency 2) and three
+// slow calls: two are at the API and the third waits for a place, while a command that needs no
+// call (invalid data) is answered meanwhile: a command's result is written and published outside
+// the places at the API.
+func TestConcurrencyBoundsAPICalls(t *testing.T) {
+	t.Parallel()
+	h := setup(t, withoutWorker())
+	r := h.paid(t)
+	w := h.newWorker("two-places", func(c *Config) { c.Concurrency, c.APITimeout = 2, time.Minute })
+	w.api = h.sb.Client(t, testToken, frontpay.WithTimeout(time.Minute)) // calls that outlast the test
+	h.run(w)
+
+	h.sb.SetFault(frontpay.ReservationHistory, sandbox.Fault{Latency: time.Minute})
+	for range 3 {
+		h.publish(t, frontpay.ReservationHistory, map[string]any{})
+	}
+	testworld.WaitFor(t, func() bool { return h.calls.Active(frontpay.ReservationHistory) == 2 }, "two history calls at the API")
+	data := captureData(r, 300, "invalid")
+	data["grandTotal"] = 299 // not the sum of the products
+	failure(t, h.resultOf(t, h.publish(t, frontpay.ReservationCapture, data)), schemas.InvalidCommand)
+	if n := h.calls.Active(frontpay.ReservationHistory); n != 2 {
+		t.Errorf("the invalid command was answered with %d history calls at the API: it waited for a place", n)
+	}
+	if n := h.calls.Peak(frontpay.ReservationHistory); n != 2 {
+		t.Errorf("at most %d history calls at once, want 2 (Concurrency)", n)
 	}
 }
 

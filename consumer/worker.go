@@ -52,7 +52,7 @@ type Config struct {
 	RetryInitial time.Duration // first backoff
 	RetryMax     time.Duration // longest backoff
 	APITimeout   time.Duration // one HTTP attempt's limit, also the basis of a record's lease
-	Concurrency  int           // commands worked on at once, over all operations
+	Concurrency  int           // API calls at once, over all operations (commands worked on: twice as many)
 	// NoMarker turns the read-back marker off (FRONTPAY_READBACK_MARKER=off): captures and
 	// charges read a baseline before their first request instead.
 	NoMarker bool
@@ -115,6 +115,7 @@ type Worker struct {
 	stream   jetstream.Stream
 	consumer jetstream.Consumer
 	runq     *runQueue
+	calls    chan struct{} // a place for each API call at the API: Concurrency in all
 
 	consumeMu sync.Mutex // held while pulls start or stop: a resync never races a start
 	mu        sync.Mutex
@@ -133,6 +134,7 @@ func New(cfg Config, js jetstream.JetStream, kv jetstream.KeyValue, api API, pub
 	return &Worker{
 		cfg: cfg, js: js, kv: kv, store: &store{kv: kv, merchant: cfg.Merchant}, api: api, pub: pub, obs: cfg.Observer, log: cfg.Logger,
 		runq:    newRunQueue(),
+		calls:   make(chan struct{}, cfg.Concurrency),
 		held:    map[uint64]*task{},
 		fifos:   map[string][]*task{},
 		waiting: map[*task]*time.Timer{},
@@ -146,6 +148,31 @@ func (w *Worker) consumerName() string { return ConsumerFor(w.cfg.Merchant) }
 
 // subjects is the prefix of the worker's merchant's command and result subjects.
 func (w *Worker) subjects() string { return w.cfg.SubjectPrefix(w.cfg.Merchant) }
+
+// apiSlot is one of the Concurrency places at the API, held from a command's first call of a
+// step until its request's answer (not while its record is written and its result published).
+type apiSlot struct {
+	calls chan struct{}
+	held  bool
+}
+
+// slot waits for a place at the API.
+func (w *Worker) slot(ctx context.Context) (*apiSlot, error) {
+	select {
+	case w.calls <- struct{}{}:
+		return &apiSlot{calls: w.calls, held: true}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// release gives the place back; again, it does nothing.
+func (s *apiSlot) release() {
+	if s.held {
+		s.held = false
+		<-s.calls
+	}
+}
 
 // lease is how long a record stays its owner's from now: its request's deadline and the margin.
 func (w *Worker) lease() time.Duration { return w.cfg.APITimeout + w.cfg.LeaseMargin }
@@ -166,8 +193,11 @@ func (w *Worker) Run(ctx context.Context, ready func()) error {
 	work, abort := context.WithCancel(context.WithoutCancel(ctx))
 	defer abort()
 
+	// Twice as many workers as API calls at once: while Concurrency commands are at the API, as
+	// many more write their records and publish their results, so that a slow API is used to
+	// its bound.
 	var workers sync.WaitGroup
-	for range w.cfg.Concurrency {
+	for range 2 * w.cfg.Concurrency {
 		workers.Go(func() {
 			for t := w.runq.pop(); t != nil; t = w.runq.pop() {
 				w.work(work, t)
