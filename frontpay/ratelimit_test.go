@@ -18,17 +18,7 @@ func TestRetryAfterIsCapped(t *testing.T) {
 	t.Parallel()
 	w := start()
 	t.Cleanup(w.close)
-	var throttled atomic.Bool
-	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if throttled.CompareAndSwap(false, true) {
-			rw.Header().Set("Retry-After", "3600")
-			rw.WriteHeader(http.StatusTooManyRequests)
-			_, _ = rw.Write([]byte(`{"status_code":429,"status_message":"Too Many Requests","message":"tooManyRequests"}`))
-			return
-		}
-		w.srv.Config.Handler.ServeHTTP(rw, r)
-	}))
-	t.Cleanup(srv.Close)
+	srv := throttleFirst(t, w, "3600", nil)
 	var capped atomic.Int64
 	var waited atomic.Int32
 	c, err := frontpay.New(srv.URL, token, frontpay.WithRetryAfterMax(200*time.Millisecond), frontpay.WithHooks(frontpay.Hooks{
@@ -68,24 +58,15 @@ func TestRetryAfterHoldsQueuedCalls(t *testing.T) {
 		answered time.Time   // when the 429 was answered
 		arrived  []time.Time // when the calls after it arrived
 	)
-	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+	srv := throttleFirst(t, w, "5", func(first bool) {
 		mu.Lock()
-		first := answered.IsZero()
+		defer mu.Unlock()
 		if first {
 			answered = time.Now()
 		} else {
 			arrived = append(arrived, time.Now())
 		}
-		mu.Unlock()
-		if first {
-			rw.Header().Set("Retry-After", "5")
-			rw.WriteHeader(http.StatusTooManyRequests)
-			_, _ = rw.Write([]byte(`{"status_code":429,"status_message":"Too Many Requests","message":"tooManyRequests"}`))
-			return
-		}
-		w.srv.Config.Handler.ServeHTTP(rw, r)
-	}))
-	t.Cleanup(srv.Close)
+	})
 	// A call every 2s: the second waits for its turn while the first gets its 429.
 	c, err := frontpay.New(srv.URL, token, frontpay.WithRateLimit(30))
 	if err != nil {
@@ -113,6 +94,33 @@ func TestRetryAfterHoldsQueuedCalls(t *testing.T) {
 	if early := answered.Add(5 * time.Second).Sub(arrived[0]); early > 0 {
 		t.Errorf("the queued call arrived %v before the 429's pause was over", early)
 	}
+}
+
+// throttleFirst serves w's sandbox, but answers the first call 429 with Retry-After retryAfter.
+// seen, if not nil, is told of each call (first or not) before it is answered, one at a time.
+func throttleFirst(t *testing.T, w *world, retryAfter string, seen func(first bool)) *httptest.Server {
+	var (
+		mu    sync.Mutex
+		calls int
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		calls++
+		first := calls == 1
+		if seen != nil {
+			seen(first)
+		}
+		mu.Unlock()
+		if first {
+			rw.Header().Set("Retry-After", retryAfter)
+			rw.WriteHeader(http.StatusTooManyRequests)
+			_, _ = rw.Write([]byte(`{"status_code":429,"status_message":"Too Many Requests","message":"tooManyRequests"}`))
+			return
+		}
+		w.srv.Config.Handler.ServeHTTP(rw, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 // TestRateLimit: WithRateLimit spaces the calls, so that a client that made its minute's call
