@@ -100,11 +100,11 @@ func (w *Worker) run(ctx context.Context, t *task) (time.Duration, error) {
 		return w.lost(t, w.fail(ctx, t, upstreamFailure(w.lastError(t))))
 	}
 	body, marker := w.request(t, c.rec.Gen)
-	slot, err := w.slot(ctx)
+	release, err := w.slot(ctx)
 	if err != nil {
 		return 0, err
 	}
-	defer slot.release()
+	defer release()
 	base := c.rec.Baseline
 	if marker == "" && base == nil && w.baselineMode(t) {
 		d, err := w.api.Details(ctx, t.cmd.Params[0])
@@ -134,19 +134,19 @@ func (w *Worker) run(ctx context.Context, t *task) (time.Duration, error) {
 		return w.lost(t, err)
 	}
 	t.body = body
-	return w.call(ctx, t, op, slot)
+	return w.call(ctx, t, op, release)
 }
 
 // call makes the HTTP attempt recorded as sending, gives its place at the API back, and records
 // what its answer means.
-func (w *Worker) call(ctx context.Context, t *task, op frontpay.Operation, slot *apiSlot) (time.Duration, error) {
+func (w *Worker) call(ctx context.Context, t *task, op frontpay.Operation, release func()) (time.Duration, error) {
 	c := t.claim
 	// The request may not outlive the lease: past it, another worker may take the key over.
 	callCtx, cancel := context.WithDeadline(frontpay.AfterWait(ctx), c.rec.SentAt.Add(w.cfg.APITimeout))
 	start := time.Now()
 	resp, err := w.api.Do(callCtx, op, t.cmd.Params, t.body)
 	cancel()
-	slot.release()
+	release()
 	class := frontpay.Classify(err)
 	w.obs.APICall(op, statusOf(resp, err), time.Since(start))
 
@@ -197,14 +197,14 @@ func (w *Worker) resolve(ctx context.Context, t *task) (time.Duration, error) {
 		w.obs.ReadBack(op, undecided.String())
 		return w.lost(t, w.fail(ctx, t, schemas.Failure{Reason: schemas.OutcomeUnknown, Message: "outcomeUnknownNoReadBack"}))
 	}
-	slot, err := w.slot(ctx)
+	release, err := w.slot(ctx)
 	if err != nil {
 		return 0, err
 	}
 	rctx, span := w.child(ctx, "frontpay.readback")
 	d, err := w.api.Details(rctx, t.cmd.Params[0])
 	span.End()
-	slot.release()
+	release()
 	if err != nil {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()

@@ -149,28 +149,15 @@ func (w *Worker) consumerName() string { return ConsumerFor(w.cfg.Merchant) }
 // subjects is the prefix of the worker's merchant's command and result subjects.
 func (w *Worker) subjects() string { return w.cfg.SubjectPrefix(w.cfg.Merchant) }
 
-// apiSlot is one of the Concurrency places at the API, held from a command's first call of a
+// slot waits for one of the Concurrency places at the API, held from a command's first call of a
 // step until its request's answer (not while its record is written and its result published).
-type apiSlot struct {
-	calls chan struct{}
-	held  bool
-}
-
-// slot waits for a place at the API.
-func (w *Worker) slot(ctx context.Context) (*apiSlot, error) {
+// release gives the place back; calling it again does nothing.
+func (w *Worker) slot(ctx context.Context) (release func(), err error) {
 	select {
 	case w.calls <- struct{}{}:
-		return &apiSlot{calls: w.calls, held: true}, nil
+		return sync.OnceFunc(func() { <-w.calls }), nil
 	case <-ctx.Done():
 		return nil, ctx.Err()
-	}
-}
-
-// release gives the place back; again, it does nothing.
-func (s *apiSlot) release() {
-	if s.held {
-		s.held = false
-		<-s.calls
 	}
 }
 
