@@ -273,8 +273,10 @@ func (f *forgetter) scan(ctx context.Context, name string, each func(m jetstream
 			read++
 			f.progress(name, read, total)
 			each(m, seq)
-			if next = seq + 1; next > last {
-				return nil // without waiting for the rest of the batch
+			// Without waiting for the rest of the batch, or, where the messages at the end were
+			// erased (a forget before this one), for a fetch to time out.
+			if next = seq + 1; next > last || md.NumPending == 0 {
+				return nil
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
