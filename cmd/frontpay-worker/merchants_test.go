@@ -40,6 +40,10 @@ const fleetPrefix = "plat."
 // within 30 s; the worker reads the file every 10 s).
 const fleetReload = 30 * time.Second
 
+// quickReload is how often the tests' replicas read the merchants file, but for the one test
+// that waits out the worker's own interval (TestMerchantTokenRotated).
+const quickReload = 500 * time.Millisecond
+
 // fleetWorld is a deployment of several merchants under test: the NATS server, the sandbox, the
 // merchants file with a token file per merchant, and the replicas' common log.
 type fleetWorld struct {
@@ -52,6 +56,8 @@ type fleetWorld struct {
 	js   jetstream.JetStream
 	file string // the merchants file
 	log  testworld.SyncBuffer
+	// reload is the replicas' app.Main.MerchantsReload: quickReload, or 0 for the worker's own.
+	reload time.Duration
 
 	mu      sync.Mutex
 	tokens  map[string]string // merchant → its token now
@@ -67,7 +73,7 @@ type fleetWorld struct {
 // must show none.
 func newFleetWorld(t *testing.T, merchants ...string) *fleetWorld {
 	t.Helper()
-	w := &fleetWorld{t: t, dir: t.TempDir(), topo: consumer.Topology{Prefix: fleetPrefix, Merchants: true},
+	w := &fleetWorld{t: t, dir: t.TempDir(), topo: consumer.Topology{Prefix: fleetPrefix, Merchants: true}, reload: quickReload,
 		tokens: map[string]string{}, secrets: map[string]string{}, rates: map[string]int{}, clients: map[string]*client.Client{}}
 	w.file = filepath.Join(w.dir, "merchants.yaml")
 	w.ns = testworld.JetStream(t)
@@ -167,6 +173,7 @@ func (w *fleetWorld) start(apiURL string) *app.Main {
 		w.t.Fatal(err)
 	}
 	m := app.NewMain(cfg, newLogger(&w.log, cfg.LogFormat, cfg.LogLevel))
+	m.MerchantsReload = w.reload
 	if err := m.Run(w.t.Context()); err != nil {
 		w.t.Fatal(err)
 	}
@@ -479,6 +486,7 @@ func TestUnknownMerchantReplayed(t *testing.T) {
 func TestMerchantTokenRotated(t *testing.T) {
 	t.Parallel()
 	w := newFleetWorld(t, "shop1")
+	w.reload = 0           // the worker's own interval, which the other tests shorten
 	w.rates["shop1"] = 600 // 10 commands a second flow
 	w.writeMerchants("shop1")
 	w.start(w.sb.URL)
