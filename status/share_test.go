@@ -25,7 +25,9 @@ func TestForgedCallbacksKeepToTheirShare(t *testing.T) {
 	const apiRate, percent = 6000, 10 // a minute: 100 a second, of which callbacks get 10
 	// The client's rate limit, which every call waits for, the commands' and the callbacks' alike.
 	api := w.sb.Client(t, testToken, frontpay.WithTimeout(10*time.Second), frontpay.WithRateLimit(apiRate))
-	_, obs := w.service(api, func(c *Config) { c.APIRate, c.CallbackShare = apiRate, percent })
+	// 1s to verify: the reads that may wait for the share are what it allows in half a second
+	// (5), so the flood meets the queue's bound, and those left when it stops settle soon after.
+	_, obs := w.service(api, func(c *Config) { c.APIRate, c.CallbackShare, c.VerifyTimeout = apiRate, percent, time.Second })
 	uuid := w.submit(false)
 	w.pay(uuid)
 
@@ -143,7 +145,11 @@ func TestCallbackQueueBounded(t *testing.T) {
 	w := setup(t, testSecret)
 	api := &blockingAPI{API: w.api, release: make(chan struct{})}
 	// 60 read-backs a minute (10% of 600), and 2s to verify: one read may wait for the share.
-	svc, _ := w.service(api, func(c *Config) { c.APIRate, c.CallbackShare, c.VerifyTimeout = 600, 10, 2*time.Second })
+	// One read-back each: the reservations are not paid, and a second read of each would only
+	// wait for the share again before the test can end.
+	svc, _ := w.service(api, func(c *Config) {
+		c.APIRate, c.CallbackShare, c.VerifyTimeout, c.ReadBackAttempts = 600, 10, 2*time.Second, 1
+	})
 	a, b, c := w.submit(false), w.submit(false), w.submit(false)
 	ts := unix(time.Now())
 	get := func(uuid string) (int, http.Header) {
