@@ -58,7 +58,7 @@ func TestRetryAfterHoldsQueuedCalls(t *testing.T) {
 		answered time.Time   // when the 429 was answered
 		arrived  []time.Time // when the calls after it arrived
 	)
-	srv := throttleFirst(t, w, "5", func(first bool) {
+	srv := throttleFirst(t, w, "2", func(first bool) {
 		mu.Lock()
 		defer mu.Unlock()
 		if first {
@@ -67,8 +67,9 @@ func TestRetryAfterHoldsQueuedCalls(t *testing.T) {
 			arrived = append(arrived, time.Now())
 		}
 	})
-	// A call every 2s: the second waits for its turn while the first gets its 429.
-	c, err := frontpay.New(srv.URL, token, frontpay.WithRateLimit(30))
+	// A call every 1.01s: the second waits for its turn while the first gets its 429, and its
+	// turn comes within the 429's pause of 2s.
+	c, err := frontpay.New(srv.URL, token, frontpay.WithRateLimit(60))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +92,7 @@ func TestRetryAfterHoldsQueuedCalls(t *testing.T) {
 		t.Fatalf("%d calls failed, %d arrived after the 429: want the 429 and one call", failed, len(arrived))
 	}
 	// The server answered the 429 before the client could pause, so the pause ends later still.
-	if early := answered.Add(5 * time.Second).Sub(arrived[0]); early > 0 {
+	if early := answered.Add(2 * time.Second).Sub(arrived[0]); early > 0 {
 		t.Errorf("the queued call arrived %v before the 429's pause was over", early)
 	}
 }
