@@ -214,11 +214,6 @@ func ExampleClassify() {
 	_, err = client.Capture(ctx, uuid, first)
 	show("capture before payment", err)
 
-	// Too many requests: nothing was done, send again after fe.RetryAfter.
-	w.sb.SetFault(frontpay.ReservationDetails, sandbox.Fault{TooManyShare: 1, Times: 1})
-	_, err = client.Details(ctx, uuid)
-	show("details", err)
-
 	// A 5xx: the capture may or may not have happened; read the reservation back before sending
 	// it again.
 	if err := w.sb.Pay(uuid); err != nil {
@@ -230,11 +225,17 @@ func ExampleClassify() {
 	show("capture", err)
 
 	_, err = client.Details(ctx, uuid)
+	show("details", err)
+
+	// Too many requests: nothing was done, send again after fe.RetryAfter. (The client pauses
+	// every call of its own for it, so this comes last: the example need not wait.)
+	w.sb.SetFault(frontpay.ReservationDetails, sandbox.Fault{TooManyShare: 1, Times: 1})
+	_, err = client.Details(ctx, uuid)
 	show("details again", err)
 	// Output:
 	// cancel without a note: permanent
 	// capture before payment: permanent (HTTP 400 requestedCaptureAmountExceedAvailableCaptureRunway)
-	// details: retryable (HTTP 429 tooManyAttempts)
 	// capture: ambiguous (HTTP 503 internalErrorOccurredPleaseTryAgainLater)
-	// details again: success
+	// details: success
+	// details again: retryable (HTTP 429 tooManyAttempts)
 }
