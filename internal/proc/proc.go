@@ -23,21 +23,25 @@ import (
 )
 
 // Build compiles nats-server and frontpay-worker into dir, from the module of the working
-// directory, with the go command on PATH.
+// directory, with the go command on PATH. One go build makes both, so that it loads the packages
+// once and links the two binaries side by side.
 func Build(ctx context.Context, dir string) (natsBin, workerBin string, err error) {
 	root, err := moduleRoot(ctx)
 	if err != nil {
 		return "", "", err
 	}
+	// With -o ending in a separator, go build writes each main package into that directory under
+	// its default name: the last element of its import path, less a major version suffix (/v2).
+	const natsPkg, workerPkg = "github.com/nats-io/nats-server/v2", "./cmd/frontpay-worker"
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator), natsPkg, workerPkg)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", "", fmt.Errorf("go build %s %s: %w\n%s", natsPkg, workerPkg, err, out)
+	}
 	natsBin, workerBin = filepath.Join(dir, "nats-server"), filepath.Join(dir, "frontpay-worker")
-	for _, b := range []struct{ out, pkg string }{
-		{natsBin, "github.com/nats-io/nats-server/v2"},
-		{workerBin, "./cmd/frontpay-worker"},
-	} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", b.out, b.pkg)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", "", fmt.Errorf("go build %s: %w\n%s", b.pkg, err, out)
+	for _, bin := range []string{natsBin, workerBin} {
+		if _, err := os.Stat(bin); err != nil {
+			return "", "", fmt.Errorf("go build: %w", err)
 		}
 	}
 	return natsBin, workerBin, nil
