@@ -72,11 +72,15 @@ func TestConcurrencyBoundsAPICalls(t *testing.T) {
 // TestHeldPastAckWait keeps a worker's two workers busy past AckWait while commands of ten
 // reservations arrive: the server sends the held commands again, and the owner drops the copies
 // by stream sequence. Every command runs once, and every reservation then takes its next command.
+// The slow calls stay within the worker's API timeout, so that they end with their answer rather
+// than with timeouts and retries (MaxAttempts of apiTimeout each).
 func TestHeldPastAckWait(t *testing.T) {
 	t.Parallel()
 	h := setup(t, withoutWorker())
 	rs := h.paidN(t, 10)
-	h.start("two-workers", func(c *Config) { c.Concurrency = 2 })
+	w := h.newWorker("two-workers", func(c *Config) { c.Concurrency, c.APITimeout = 2, time.Minute })
+	w.api = h.sb.Client(t, testToken, frontpay.WithTimeout(time.Minute))
+	h.run(w)
 	h.sb.SetFault(frontpay.ReservationHistory, sandbox.Fault{Latency: 2*ackWait + 500*time.Millisecond})
 	h.publish(t, frontpay.ReservationHistory, map[string]any{})
 	h.publish(t, frontpay.ReservationHistory, map[string]any{})
