@@ -192,6 +192,9 @@ func (t Topology) scanFailures(ctx context.Context, js jetstream.JetStream, f Re
 	}
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverAllPolicy}
 	if !f.From.IsZero() {
+		if info.State.LastTime.Before(f.From) {
+			return failureScan{}, nil // nothing stored since: no need for firstSince to wait out its fetch
+		}
 		first, err := firstSince(ctx, stream, f.From)
 		if err != nil {
 			return failureScan{}, fmt.Errorf("read %s: %w", t.ResultStream(), err)
@@ -251,7 +254,11 @@ func (t Topology) scanFailures(ctx context.Context, js jetstream.JetStream, f Re
 				}
 				latest[k] = e
 			}
-			if md.Sequence.Stream >= last {
+			// The last event to read: the stream's last when the scan started, or the last of
+			// those the filter selects (the server counts none pending after it; anything stored
+			// since the scan started comes after last). Without this a scan whose filter leaves the
+			// stream's last event out would end only when its fetch had waited out.
+			if md.Sequence.Stream >= last || md.NumPending == 0 {
 				return result()
 			}
 		}
