@@ -35,6 +35,9 @@ const (
 	pinnedTTL = 2 * time.Second
 	// drainTimeout bounds a worker's shutdown.
 	drainTimeout = 2 * time.Second
+	// retryMax is the workers' longest backoff, and caps a 429's Retry-After for the worker's
+	// client, as the application wires them (FRONTPAY_RETRY_MAX).
+	retryMax = 100 * time.Millisecond
 )
 
 // harness is one test's world. Tests that set sandbox faults get one of their own, since faults
@@ -96,7 +99,7 @@ func setup(t testing.TB, opts ...option) *harness {
 	h.nc, h.js, h.kv = h.nats.Conn, h.nats.JS, h.nats.KV
 	h.sb = testworld.Sandbox(t, o.sandbox, h.calls.Wrap)
 	h.api = h.sb.Client(t, testToken, frontpay.WithTimeout(apiTimeout))
-	h.workerAPI = h.sb.Client(t, o.token, frontpay.WithTimeout(apiTimeout))
+	h.workerAPI = h.sb.Client(t, o.token, frontpay.WithTimeout(apiTimeout), frontpay.WithRetryAfterMax(retryMax))
 
 	h.collect()
 	if !o.noWorker {
@@ -157,7 +160,7 @@ type runner struct {
 func (h *harness) newWorker(instance string, mods ...func(*Config)) *Worker {
 	cfg := Config{
 		Topology: h.topo, Source: testSource, Instance: instance,
-		MaxAttempts: maxAttempts, RetryInitial: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond,
+		MaxAttempts: maxAttempts, RetryInitial: 10 * time.Millisecond, RetryMax: retryMax,
 		APITimeout: apiTimeout, DrainTimeout: drainTimeout, ReportEvery: 100 * time.Millisecond,
 		LeaseMargin: 200 * time.Millisecond, Logger: testLogger(instance),
 	}
