@@ -14,6 +14,10 @@ import (
 // answers it 5xx or lets it time out, once: the worker reads the reservation back and ends with exactly one effect
 // and a success built from what it read.
 func TestUnknownOutcomeReadBack(t *testing.T) {
+	// timeout is the worker's API timeout where the call times out (a fault with latency):
+	// shorter than the harness's, so that the case waits less for it, and still long for the
+	// calls that must not time out (the read-back, the second request) under -race.
+	const timeout = time.Second
 	t.Parallel()
 	dropAfter := sandbox.Fault{DropShare: 1, Times: 1}
 	tests := []struct {
@@ -50,7 +54,7 @@ func TestUnknownOutcomeReadBack(t *testing.T) {
 		{"capture/5xx", frontpay.ReservationCapture, sandbox.Fault{ErrorShare: 1, Times: 1}, func(t *testing.T, h *harness, r reservation) any {
 			return captureData(r, 300, "readback")
 		}, 2, false},
-		{"capture/timeout", frontpay.ReservationCapture, sandbox.Fault{Latency: apiTimeout + time.Second, Times: 1}, func(t *testing.T, h *harness, r reservation) any {
+		{"capture/timeout", frontpay.ReservationCapture, sandbox.Fault{Latency: timeout + time.Second, Times: 1}, func(t *testing.T, h *harness, r reservation) any {
 			return captureData(r, 300, "readback")
 		}, 2, false},
 		{"capture/marker off/dropped after effect", frontpay.ReservationCapture, dropAfter, func(t *testing.T, h *harness, r reservation) any {
@@ -73,7 +77,12 @@ func TestUnknownOutcomeReadBack(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			h := setup(t, withoutWorker())
-			h.start("reading-back", func(c *Config) { c.NoMarker = tt.noMarker })
+			h.start("reading-back", func(c *Config) {
+				c.NoMarker = tt.noMarker
+				if tt.fault.Latency > 0 {
+					c.APITimeout = timeout
+				}
+			})
 			r := h.paid(t)
 			data := tt.data(t, h, r)
 			reads0 := h.calls.Count(frontpay.ReservationDetails, r.UUID)
