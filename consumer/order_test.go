@@ -49,8 +49,11 @@ func TestConcurrencyBoundsAPICalls(t *testing.T) {
 	t.Parallel()
 	h := setup(t, withoutWorker())
 	r := h.paid(t)
-	w := h.newWorker("two-places", func(c *Config) { c.Concurrency, c.APITimeout = 2, time.Minute })
-	w.api = h.sb.Client(t, testToken, frontpay.WithTimeout(time.Minute)) // calls that outlast the test
+	// Calls that outlast the test: the worker's stop at the end cuts them off after a short drain.
+	w := h.newWorker("two-places", func(c *Config) {
+		c.Concurrency, c.APITimeout, c.DrainTimeout = 2, time.Minute, 100*time.Millisecond
+	})
+	w.api = h.sb.Client(t, testToken, frontpay.WithTimeout(time.Minute))
 	h.run(w)
 
 	h.sb.SetFault(frontpay.ReservationHistory, sandbox.Fault{Latency: time.Minute})
