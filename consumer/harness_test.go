@@ -62,7 +62,8 @@ type options struct {
 	sandbox   sandbox.Options
 	token     string // the worker's API token
 	noWorker  bool
-	merchants bool // the topology of a deployment of several merchants
+	merchants bool          // the topology of a deployment of several merchants
+	ackWait   time.Duration // the consumers' AckWait; 0: ackWait
 }
 
 type option func(*options)
@@ -74,6 +75,9 @@ func sandboxClock(d time.Duration) option {
 
 // workerToken gives the worker's client another token than the sandbox accepts.
 func workerToken(token string) option { return func(o *options) { o.token = token } }
+
+// withAckWait gives the consumers an AckWait of d instead of ackWait.
+func withAckWait(d time.Duration) option { return func(o *options) { o.ackWait = d } }
 
 // withoutWorker leaves starting workers to the test.
 func withoutWorker() option { return func(o *options) { o.noWorker = true } }
@@ -93,7 +97,7 @@ func setup(t testing.TB, opts ...option) *harness {
 	for _, f := range opts {
 		f(&o)
 	}
-	h := &harness{t: t, topo: Topology{AckWait: ackWait, PinnedTTL: pinnedTTL, Merchants: o.merchants, Prefix: map[bool]string{true: "p."}[o.merchants]},
+	h := &harness{t: t, topo: Topology{AckWait: cmp.Or(o.ackWait, ackWait), PinnedTTL: pinnedTTL, Merchants: o.merchants, Prefix: map[bool]string{true: "p."}[o.merchants]},
 		calls: &testworld.Calls{}, results: &collector{}, sent: &collector{}}
 	h.nats = testworld.JetStream(t, testworld.WithTopology(h.topo))
 	h.nc, h.js, h.kv = h.nats.Conn, h.nats.JS, h.nats.KV

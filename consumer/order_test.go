@@ -79,7 +79,8 @@ func TestConcurrencyBoundsAPICalls(t *testing.T) {
 // than with timeouts and retries (MaxAttempts of apiTimeout each).
 func TestHeldPastAckWait(t *testing.T) {
 	t.Parallel()
-	h := setup(t, withoutWorker())
+	const ackWait = 500 * time.Millisecond
+	h := setup(t, withoutWorker(), withAckWait(ackWait))
 	rs := h.paidN(t, 10)
 	w := h.newWorker("two-workers", func(c *Config) { c.Concurrency, c.APITimeout = 2, time.Minute })
 	w.api = h.sb.Client(t, testToken, frontpay.WithTimeout(time.Minute))
