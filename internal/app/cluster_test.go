@@ -136,7 +136,7 @@ func streamLeader(js jetstream.JetStream, c *embedded.Cluster, stream string) in
 }
 
 // TestClusterScaleOut runs three workers on a three-node JetStream cluster with replicated streams
-// and bucket, has them answer some thousand commands published concurrently while a NATS node is
+// and bucket, has them answer some hundred commands published concurrently while a NATS node is
 // stopped and started again (moving the consumer's leader, and with it the pin) and the owner is
 // crashed, then the next owner closed, each replaced, and checks that every command got exactly
 // one success, every money command exactly one effect at the API, each reservation its effects in
@@ -146,7 +146,7 @@ func TestClusterScaleOut(t *testing.T) {
 		t.Skip("a NATS cluster and several workers")
 	}
 	const (
-		reservations = 300 // × (capture, capture, complete, details) = 1200 commands
+		reservations = 100 // × (capture, capture, complete, details) = 400 commands
 		concurrency  = 16
 	)
 	began := time.Now()
@@ -221,20 +221,29 @@ func TestClusterScaleOut(t *testing.T) {
 
 	// Publish concurrently: 8 publishers, each owning whole reservations and publishing a
 	// reservation's commands one after the other, each once the stream has the one before. The
-	// second half waits until a NATS node is down.
+	// third quarter of the reservations waits until a NATS node is down, the last quarter until
+	// it is up again: the owner closed in step 4 then has captures of its own to work on however
+	// far the workers got while the node restarted.
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	start := time.Now()
 	var pubWG sync.WaitGroup
 	pubErrs := make(chan error, 8)
 	var published atomic.Int64
-	secondHalf := make(chan struct{})
+	nodeDown, nodeUp := make(chan struct{}), make(chan struct{})
 	for p := range 8 {
 		pubWG.Go(func() {
 			for i := p; i < reservations; i += 8 {
-				if i >= reservations/2 {
+				var gate chan struct{}
+				switch {
+				case i >= reservations*3/4:
+					gate = nodeUp
+				case i >= reservations/2:
+					gate = nodeDown
+				}
+				if gate != nil {
 					select {
-					case <-secondHalf:
+					case <-gate:
 					case <-ctx.Done():
 						return
 					}
@@ -281,7 +290,7 @@ func TestClusterScaleOut(t *testing.T) {
 	}
 	c.Stop(down)
 	phase(fmt.Sprintf("stopped NATS %s (command stream leader)", c.Name(down)))
-	close(secondHalf)
+	close(nodeDown)
 
 	// owner returns the worker whose captures are at the API: the one that owns the commands.
 	owner := func() int {
@@ -307,12 +316,13 @@ func TestClusterScaleOut(t *testing.T) {
 	startWorker("worker-4")
 	phase("started worker-4")
 
-	// 3. Start the NATS node again.
+	// 3. Start the NATS node again, and publish the last quarter.
 	testworld.WaitFor(t, atLeast(0.55), "55% of the results")
 	if err := c.Restart(down); err != nil {
 		t.Fatal(err)
 	}
 	phase(fmt.Sprintf("restarted NATS %s", c.Name(down)))
+	close(nodeUp)
 
 	// 4. Close the owner (graceful: it hands the commands over at once and drains what it has in
 	// flight) and start worker-5.
