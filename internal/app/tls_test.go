@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/big"
 	"net"
@@ -361,11 +362,18 @@ type startOutcome int
 const (
 	// failsFast: Run returns at once with an error naming the problem.
 	failsFast startOutcome = iota
+	// givesUp: the server refuses the authorization; nats.go closes the connection after the same
+	// refusal twice, and Run, seeing it closed, returns of itself (well before its context ends)
+	// with "set up streams: NATS connection closed: …", an error naming the problem.
+	givesUp
 	// waitsOut: the connection cannot be made, but Connect() uses RetryOnFailedConnect(true), so
 	// nats.Connect returns a connection that retries for ever; Run then retries setting up the
 	// streams until its context (or ensure's own 2 minutes) runs out, and fails with "set up
-	// streams: … context deadline exceeded" or "… connection closed"; the log (ReconnectErrHandler)
-	// or the error names the TLS or authorization problem.
+	// streams: … context canceled" (or deadline exceeded); the log (ReconnectErrHandler) names the
+	// problem (nats.go reports the first attempt's error there; the retries, every ReconnectWait,
+	// fail silently). The worker has a server of its own, whose closed connections are its
+	// attempts: the test ends Run's context once two were refused (the first and a retry),
+	// rather than after a fixed time.
 	waitsOut
 )
 
@@ -373,40 +381,104 @@ type refusal struct {
 	name string
 	edit func(*NATSConfig)
 	want startOutcome
-	// words: one of them must name the problem, in Run's error or in the log.
+	// words: one of them must name the problem, in Run's error or in the log (givesUp: in the
+	// error).
 	words []string
 }
 
-// checkRefusals starts a worker with each edit of good and checks what it does.
-func checkRefusals(t *testing.T, sb *testworld.API, good NATSConfig, cases []refusal, probe func(t *testing.T) bool) {
+// checkRefusals starts a worker with each edit of good and checks what it does. A worker that
+// waits out gets a server of its own from serve, like the one of good. probe reports whether the
+// server at url has no streams.
+func checkRefusals(t *testing.T, sb *testworld.API, good NATSConfig, cases []refusal, serve func(*testing.T) *server.Server,
+	probe func(t *testing.T, url string) bool) {
 	t.Helper()
-	const limit = 3 * time.Second
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			nc := good
+			var own *server.Server
+			if tc.want == waitsOut {
+				own = serve(t)
+				nc.NATSURL = own.ClientURL()
+			}
 			tc.edit(&nc)
+			names := func(s string) bool {
+				s = strings.ToLower(s)
+				for _, w := range tc.words {
+					if strings.Contains(s, strings.ToLower(w)) {
+						return true
+					}
+				}
+				return false
+			}
+			// A quick failure has 3 s; the others have Patience, and a worker waiting it out has
+			// its context ended by the test.
+			limit := testworld.Patience
+			if tc.want == failsFast {
+				limit = 3 * time.Second
+			}
+			logs := &testworld.SyncBuffer{}
+			m := NewMain(secureConfig(t, sb.URL, nc), slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+			ctx, cancel := context.WithTimeout(t.Context(), limit)
+			defer cancel()
+			var err error
+			returned := make(chan struct{})
 			start := time.Now()
-			m, logs, err := runSecure(t, secureConfig(t, sb.URL, nc), limit)
+			go func() {
+				defer close(returned)
+				err = m.Run(ctx)
+			}()
+			t.Cleanup(func() {
+				cancel()
+				<-returned
+				_ = m.Close()
+			})
+			hasReturned := func() bool {
+				select {
+				case <-returned:
+					return true
+				default:
+					return false
+				}
+			}
+			if tc.want == waitsOut {
+				refused := func() int {
+					cz, err := own.Connz(&server.ConnzOptions{State: server.ConnClosed})
+					if err != nil {
+						return 0
+					}
+					return len(cz.Conns)
+				}
+				testworld.WaitFor(t, func() bool { return hasReturned() || refused() >= 2 && names(logs.String()) },
+					fmt.Sprintf("Run to return, or two attempts refused and the log naming one of %q", tc.words))
+				cancel()
+				select {
+				case <-returned:
+				case <-time.After(5 * time.Second):
+					t.Fatalf("Run goes on 5 s after its context ended:\n%s", logs)
+				}
+			}
+			<-returned
 			took := time.Since(start)
 			if err == nil || m.ready.Load() {
 				t.Fatalf("the worker started (Run: %v)", err)
 			}
-			said := strings.ToLower(err.Error() + "\n" + logs.String())
-			named := false
-			for _, w := range tc.words {
-				named = named || strings.Contains(said, strings.ToLower(w))
-			}
+			named := names(err.Error() + "\n" + logs.String())
 			switch tc.want {
 			case failsFast:
 				if took > 2*time.Second || !named {
 					t.Errorf("Run took %s and said %q; want a quick error naming one of %q", took, err, tc.words)
 				}
-			case waitsOut:
-				if took > limit+5*time.Second {
-					t.Errorf("Run took %s, beyond its context's %s", took, limit)
+			case givesUp:
+				if ctx.Err() != nil || !names(err.Error()) {
+					t.Errorf("Run took %s (its context: %v) and said %q; want it to give up of itself, naming one of %q:\n%s",
+						took.Round(time.Millisecond), ctx.Err(), err, tc.words, logs)
 				}
-				if !probe(t) {
+				if !probe(t, nc.NATSURL) {
+					t.Errorf("the refused worker set up streams")
+				}
+			case waitsOut:
+				if !probe(t, nc.NATSURL) {
 					t.Errorf("the refused worker set up streams")
 				}
 				if !named {
@@ -427,7 +499,10 @@ func TestTLSRefusals(t *testing.T) {
 	_, otherSeed := userKey(t)
 	akp, _ := nkeys.CreateAccount()
 	accountSeed, _ := akp.Seed()
-	ns := startSecureNATS(t, p, func(o *server.Options) { o.Nkeys = []*server.NkeyUser{{Nkey: pub}} })
+	serve := func(t *testing.T) *server.Server {
+		return startSecureNATS(t, p, func(o *server.Options) { o.Nkeys = []*server.NkeyUser{{Nkey: pub}} })
+	}
+	ns := serve(t)
 	sb := newSandbox(t)
 	good := NATSConfig{NATSURL: ns.ClientURL(), NATSNKey: seedFile, NATSTLSCA: p.ca, NATSTLSCert: p.clientCert, NATSTLSKey: p.clientKey}
 	missing := func(name string) string { return filepath.Join(t.TempDir(), name) }
@@ -441,9 +516,9 @@ func TestTLSRefusals(t *testing.T) {
 		{"no client certificate", func(c *NATSConfig) { c.NATSTLSCert, c.NATSTLSKey = "", "" }, waitsOut, []string{"certificate", "tls"}},
 		{"client certificate of another CA", func(c *NATSConfig) { c.NATSTLSCert, c.NATSTLSKey = p.rogueCert, p.rogueKey }, waitsOut, []string{"certificate", "tls"}},
 		{"server CA not trusted", func(c *NATSConfig) { c.NATSTLSCA = "" }, waitsOut, []string{"certificate", "x509"}},
-		{"wrong nkey", func(c *NATSConfig) { c.NATSNKey = otherSeed }, waitsOut, []string{"authorization"}},
-		{"no nkey", func(c *NATSConfig) { c.NATSNKey = "" }, waitsOut, []string{"authorization"}},
-	}, noStreams(t, ns.ClientURL(), nats.RootCAs(p.ca), nats.ClientCert(p.clientCert, p.clientKey), nkeyOption(t, seedFile)))
+		{"wrong nkey", func(c *NATSConfig) { c.NATSNKey = otherSeed }, givesUp, []string{"authorization"}},
+		{"no nkey", func(c *NATSConfig) { c.NATSNKey = "" }, givesUp, []string{"authorization"}},
+	}, serve, noStreams(nats.RootCAs(p.ca), nats.ClientCert(p.clientCert, p.clientKey), nkeyOption(t, seedFile)))
 }
 
 // TestCredsRefusals starts the worker with a creds file that is missing, unreadable or of a user
@@ -452,25 +527,28 @@ func TestCredsRefusals(t *testing.T) {
 	t.Parallel()
 	p := newPKI(t)
 	op, stranger := newOperator(t), newOperator(t)
-	ns := startSecureNATS(t, p, func(o *server.Options) {
-		resolver := &server.MemAccResolver{}
-		for pub, claim := range map[string]string{op.systemPub: op.sysJWT, op.accountPub: op.accJWT} {
-			if err := resolver.Store(pub, claim); err != nil {
-				t.Fatal(err)
+	serve := func(t *testing.T) *server.Server {
+		return startSecureNATS(t, p, func(o *server.Options) {
+			resolver := &server.MemAccResolver{}
+			for pub, claim := range map[string]string{op.systemPub: op.sysJWT, op.accountPub: op.accJWT} {
+				if err := resolver.Store(pub, claim); err != nil {
+					t.Fatal(err)
+				}
 			}
-		}
-		o.TrustedOperators = []*jwt.OperatorClaims{op.claims}
-		o.AccountResolver = resolver
-		o.SystemAccount = op.systemPub
-	})
+			o.TrustedOperators = []*jwt.OperatorClaims{op.claims}
+			o.AccountResolver = resolver
+			o.SystemAccount = op.systemPub
+		})
+	}
+	ns := serve(t)
 	sb := newSandbox(t)
 	credsFile := writeFile(t, "worker.creds", op.creds)
 	good := NATSConfig{NATSURL: ns.ClientURL(), NATSCreds: credsFile, NATSTLSCA: p.ca, NATSTLSCert: p.clientCert, NATSTLSKey: p.clientKey}
 	checkRefusals(t, sb, good, []refusal{
 		{"creds file missing", func(c *NATSConfig) { c.NATSCreds = filepath.Join(t.TempDir(), "none.creds") }, failsFast, []string{"none.creds"}},
 		{"creds file not creds", func(c *NATSConfig) { c.NATSCreds = writeFile(t, "junk.creds", []byte("junk\n")) }, waitsOut, []string{"creds", "jwt", "nkey"}},
-		{"creds of another operator", func(c *NATSConfig) { c.NATSCreds = writeFile(t, "stranger.creds", stranger.creds) }, waitsOut, []string{"authorization"}},
-	}, noStreams(t, ns.ClientURL(), nats.RootCAs(p.ca), nats.ClientCert(p.clientCert, p.clientKey), nats.UserCredentials(credsFile)))
+		{"creds of another operator", func(c *NATSConfig) { c.NATSCreds = writeFile(t, "stranger.creds", stranger.creds) }, givesUp, []string{"authorization"}},
+	}, serve, noStreams(nats.RootCAs(p.ca), nats.ClientCert(p.clientCert, p.clientKey), nats.UserCredentials(credsFile)))
 }
 
 func nkeyOption(t *testing.T, seedFile string) nats.Option {
@@ -482,10 +560,10 @@ func nkeyOption(t *testing.T, seedFile string) nats.Option {
 	return o
 }
 
-// noStreams returns a probe, through a connection of its own, that the worker's command stream
-// does not exist: a refused worker set nothing up.
-func noStreams(t *testing.T, url string, opts ...nats.Option) func(*testing.T) bool {
-	return func(t *testing.T) bool {
+// noStreams returns a probe, through a connection of its own with opts, that the worker's command
+// stream does not exist on the server at url: a refused worker set nothing up.
+func noStreams(opts ...nats.Option) func(t *testing.T, url string) bool {
+	return func(t *testing.T, url string) bool {
 		nc, err := nats.Connect(url, opts...)
 		if err != nil {
 			t.Fatalf("the probe's connection: %v", err)
