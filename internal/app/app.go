@@ -5,6 +5,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -53,6 +54,10 @@ type Main struct {
 	HTTPAddr string
 	// NATSURL is the NATS server connected to, known once Run returned.
 	NATSURL string
+
+	// readHeaderTimeout, where set, replaces the HTTP server's ReadHeaderTimeout (5 s): the tests
+	// lower it to see slow clients cut off sooner.
+	readHeaderTimeout time.Duration
 
 	server   *embedded.Server
 	nc       *nats.Conn
@@ -259,20 +264,25 @@ func (m *Main) serveHTTP() error {
 		return fmt.Errorf("FRONTPAY_HTTP_ADDR: %w", err)
 	}
 	m.HTTPAddr = ln.Addr().String()
-	m.http = &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-	}
+	m.http = m.httpServer(mux)
 	go func() {
 		if err := m.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.Logger.Error("http server", "err", err)
 		}
 	}()
 	return nil
+}
+
+// httpServer returns the HTTP server serving h, with its limits.
+func (m *Main) httpServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: cmp.Or(m.readHeaderTimeout, 5*time.Second),
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+	}
 }
 
 // takeOvers passes everything to the metrics and tells note of each take-over too.
