@@ -145,6 +145,7 @@ func TestClusterScaleOut(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a NATS cluster and several workers")
 	}
+	t.Parallel()
 	const (
 		reservations = 100 // × (capture, capture, complete, details) = 400 commands
 		concurrency  = 16
