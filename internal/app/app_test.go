@@ -129,6 +129,7 @@ func TestUntracedTookOver(t *testing.T) {
 // ReadHeaderTimeout lowered to 2 s, so that the cut-offs take no longer; its other limits are
 // production's.
 func TestHTTPServerLimits(t *testing.T) {
+	t.Parallel()
 	def := (&Main{}).httpServer(nil) // production's limits
 	if def.ReadHeaderTimeout <= 0 || def.ReadHeaderTimeout > 10*time.Second || def.ReadTimeout <= 0 ||
 		def.WriteTimeout <= 0 || def.IdleTimeout <= 0 || def.MaxHeaderBytes <= 0 || def.MaxHeaderBytes > 64<<10 {
