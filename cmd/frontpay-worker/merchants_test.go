@@ -25,6 +25,7 @@ import (
 	"github.com/nordpay/frontpay-worker/frontpay"
 	"github.com/nordpay/frontpay-worker/frontpay/sandbox"
 	"github.com/nordpay/frontpay-worker/internal/app"
+	"github.com/nordpay/frontpay-worker/internal/fleet"
 	"github.com/nordpay/frontpay-worker/internal/testworld"
 	"github.com/nordpay/frontpay-worker/schemas"
 )
@@ -37,12 +38,20 @@ import (
 const fleetPrefix = "plat."
 
 // fleetReload is how soon a change of the merchants file must take effect (CONTRACT.md section 9:
-// within 30 s; the worker reads the file every 10 s).
+// within 30 s; the worker reads the file every fleet.DefaultReload).
 const fleetReload = 30 * time.Second
 
-// quickReload is how often the tests' replicas read the merchants file, but for the one test
-// that waits out the worker's own interval (TestMerchantTokenRotated).
+// quickReload is how often the tests' replicas read the merchants file (app.Main.MerchantsReload),
+// so that they see a change within a second rather than wait out the worker's own interval.
 const quickReload = 500 * time.Millisecond
+
+// TestMerchantsReloadInterval: the worker's own interval leaves room within the contract's 30 s
+// for the lanes to stop and start once the file was read; the tests below read it more often.
+func TestMerchantsReloadInterval(t *testing.T) {
+	if fleet.DefaultReload > fleetReload/2 {
+		t.Errorf("the merchants file is read every %s: a change could wait most of the %s it has", fleet.DefaultReload, fleetReload)
+	}
+}
 
 // fleetWorld is a deployment of several merchants under test: the NATS server, the sandbox, the
 // merchants file with a token file per merchant, and the replicas' common log.
@@ -56,8 +65,6 @@ type fleetWorld struct {
 	js   jetstream.JetStream
 	file string // the merchants file
 	log  testworld.SyncBuffer
-	// reload is the replicas' app.Main.MerchantsReload: quickReload, or 0 for the worker's own.
-	reload time.Duration
 
 	mu      sync.Mutex
 	tokens  map[string]string // merchant → its token now
@@ -73,7 +80,7 @@ type fleetWorld struct {
 // must show none.
 func newFleetWorld(t *testing.T, merchants ...string) *fleetWorld {
 	t.Helper()
-	w := &fleetWorld{t: t, dir: t.TempDir(), topo: consumer.Topology{Prefix: fleetPrefix, Merchants: true}, reload: quickReload,
+	w := &fleetWorld{t: t, dir: t.TempDir(), topo: consumer.Topology{Prefix: fleetPrefix, Merchants: true},
 		tokens: map[string]string{}, secrets: map[string]string{}, rates: map[string]int{}, clients: map[string]*client.Client{}}
 	w.file = filepath.Join(w.dir, "merchants.yaml")
 	w.ns = testworld.JetStream(t)
@@ -173,7 +180,7 @@ func (w *fleetWorld) start(apiURL string) *app.Main {
 		w.t.Fatal(err)
 	}
 	m := app.NewMain(cfg, newLogger(&w.log, cfg.LogFormat, cfg.LogLevel))
-	m.MerchantsReload = w.reload
+	m.MerchantsReload = quickReload
 	if err := m.Run(w.t.Context()); err != nil {
 		w.t.Fatal(err)
 	}
@@ -486,8 +493,7 @@ func TestUnknownMerchantReplayed(t *testing.T) {
 func TestMerchantTokenRotated(t *testing.T) {
 	t.Parallel()
 	w := newFleetWorld(t, "shop1")
-	w.reload = 0           // the worker's own interval, which the other tests shorten
-	w.rates["shop1"] = 600 // 10 commands a second flow
+	w.rates["shop1"] = 1200 // 20 commands a second flow
 	w.writeMerchants("shop1")
 	w.start(w.sb.URL)
 	oldToken := w.token("shop1")

@@ -46,8 +46,8 @@ type Main struct {
 	// TookOver, where set, is told each time this replica becomes the owner of a merchant's
 	// commands (as frontpay_takeovers_total is). For cmd/bench, which waits for ownership to settle.
 	TookOver func(merchant string)
-	// MerchantsReload, where set, is how often the merchants file is read again instead of every
-	// 10 s. For tests, which check a change within seconds rather than wait out the contract's 30.
+	// MerchantsReload, where set, is how often the merchants file is read again instead of
+	// fleet.DefaultReload. For tests, which check a change within seconds rather than wait it out.
 	MerchantsReload time.Duration
 
 	// HTTPAddr is the address the HTTP server listens on, known once Run returned.

@@ -55,12 +55,16 @@ type Config struct {
 	Single      Merchant
 	DefaultURL  string
 	DefaultRate int
-	// Reload is how often File is read again (default 10s).
+	// Reload is how often File is read again (default DefaultReload).
 	Reload time.Duration
 	// Observe returns what is told of a merchant's work; nil: nothing.
 	Observe func(merchant string) Observers
 	Logger  *slog.Logger
 }
+
+// DefaultReload is how often the merchants file is read again: a change takes effect within it
+// and the time to start or stop the lanes, well within the 30 s of CONTRACT.md section 9.
+const DefaultReload = 10 * time.Second
 
 // Fleet runs the lanes of a replica. Its methods are safe for concurrent use.
 type Fleet struct {
@@ -93,7 +97,7 @@ type lane struct {
 // New returns a Fleet; with Config.File it reads the file, and refuses to start on any fault of it.
 func New(cfg Config, js jetstream.JetStream, kv jetstream.KeyValue, pub consumer.Publisher) (*Fleet, error) {
 	if cfg.Reload <= 0 {
-		cfg.Reload = 10 * time.Second
+		cfg.Reload = DefaultReload
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
