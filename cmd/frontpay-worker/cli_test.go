@@ -205,6 +205,7 @@ func TestVersionStamped(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
+	t.Parallel() // beside the tests that mostly wait
 	bin := filepath.Join(t.TempDir(), "frontpay-worker")
 	pkg := "github.com/nordpay/frontpay-worker/internal/buildinfo"
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)

@@ -82,7 +82,7 @@ func killWorkerMidCall(t *testing.T, fault sandbox.Fault, resent bool) {
 
 	env := append(os.Environ(), asWorker+"=1",
 		"NATS_URL="+ns.URL, "FRONTPAY_API_URL="+sb.URL, "FRONTPAY_API_TOKEN="+sandboxToken,
-		"FRONTPAY_HTTP_ADDR=127.0.0.1:0", "FRONTPAY_API_TIMEOUT=5s", "FRONTPAY_ACK_WAIT=1s", "FRONTPAY_PIN_TTL=3s",
+		"FRONTPAY_HTTP_ADDR=127.0.0.1:0", "FRONTPAY_API_TIMEOUT=2s", "FRONTPAY_ACK_WAIT=1s", "FRONTPAY_PIN_TTL=3s", "FRONTPAY_API_RATE=0",
 		"FRONTPAY_LEASE_MARGIN=500ms", "FRONTPAY_RETRY_INITIAL=50ms", "FRONTPAY_RETRY_MAX=200ms",
 		"FRONTPAY_LOG_FORMAT=json", "FRONTPAY_LOG_LEVEL=debug", "FRONTPAY_DRAIN_TIMEOUT=5s")
 	first := startWorker(t, env)
@@ -213,7 +213,7 @@ func TestKilledOwner(t *testing.T) {
 	sb.SetFault(frontpay.ReservationCapture, sandbox.Fault{Latency: 400 * time.Millisecond})
 	api := sb.Client(t, sandboxToken)
 	env := append(os.Environ(), asWorker+"=1", "NATS_URL="+ns.URL, "FRONTPAY_API_TOKEN="+sandboxToken,
-		"FRONTPAY_HTTP_ADDR=127.0.0.1:0", "FRONTPAY_API_TIMEOUT=5s", "FRONTPAY_PIN_TTL=3s",
+		"FRONTPAY_HTTP_ADDR=127.0.0.1:0", "FRONTPAY_API_TIMEOUT=2s", "FRONTPAY_PIN_TTL=3s", "FRONTPAY_API_RATE=0",
 		"FRONTPAY_LEASE_MARGIN=500ms", "FRONTPAY_RETRY_INITIAL=50ms", "FRONTPAY_RETRY_MAX=200ms",
 		"FRONTPAY_LOG_FORMAT=json", "FRONTPAY_LOG_LEVEL=debug", "FRONTPAY_DRAIN_TIMEOUT=5s")
 	// Each worker reaches the API through a front of its own, which tells whose captures are in

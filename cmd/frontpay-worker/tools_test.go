@@ -31,7 +31,7 @@ func toolsWorld(t *testing.T) (*testworld.API, jetstream.JetStream) {
 		"NATS_URL": ns.URL, "FRONTPAY_API_URL": sb.URL, "FRONTPAY_API_TOKEN": sandboxToken, "FRONTPAY_HTTP_ADDR": "127.0.0.1:0",
 		"FRONTPAY_API_TIMEOUT": "2s", "FRONTPAY_MAX_ATTEMPTS": "2", "FRONTPAY_RETRY_INITIAL": "1ms", "FRONTPAY_RETRY_MAX": "10ms",
 		"FRONTPAY_CONCURRENCY": "4", "FRONTPAY_ACK_WAIT": "1s", "FRONTPAY_PIN_TTL": "3s", "FRONTPAY_DRAIN_TIMEOUT": "1s",
-		"FRONTPAY_LEASE_MARGIN": "100ms",
+		"FRONTPAY_LEASE_MARGIN": "100ms", "FRONTPAY_API_RATE": "0",
 	} {
 		t.Setenv(name, value)
 	}
