@@ -325,13 +325,9 @@ func newOperator(t *testing.T) operator {
 	return operator{claims: oc, systemPub: spub, sysJWT: sjwt, accountPub: apub, accJWT: ajwt, creds: creds}
 }
 
-// TestTLSAndCreds runs the worker with NATS_CREDS (a user JWT and seed issued by an operator's
-// account) over mutual TLS, one capture end to end.
-func TestTLSAndCreds(t *testing.T) {
-	t.Parallel()
-	p := newPKI(t)
-	op := newOperator(t)
-	ns := startSecureNATS(t, p, func(o *server.Options) {
+// trust configures a server to trust the operator, with its system account and its account.
+func (op operator) trust(t *testing.T) func(*server.Options) {
+	return func(o *server.Options) {
 		resolver := &server.MemAccResolver{}
 		for pub, claim := range map[string]string{op.systemPub: op.sysJWT, op.accountPub: op.accJWT} {
 			if err := resolver.Store(pub, claim); err != nil {
@@ -341,7 +337,16 @@ func TestTLSAndCreds(t *testing.T) {
 		o.TrustedOperators = []*jwt.OperatorClaims{op.claims}
 		o.AccountResolver = resolver
 		o.SystemAccount = op.systemPub
-	})
+	}
+}
+
+// TestTLSAndCreds runs the worker with NATS_CREDS (a user JWT and seed issued by an operator's
+// account) over mutual TLS, one capture end to end.
+func TestTLSAndCreds(t *testing.T) {
+	t.Parallel()
+	p := newPKI(t)
+	op := newOperator(t)
+	ns := startSecureNATS(t, p, op.trust(t))
 	sb := newSandbox(t)
 	credsFile := writeFile(t, "worker.creds", op.creds)
 	cfg := secureConfig(t, sb.URL, NATSConfig{
@@ -533,19 +538,7 @@ func TestCredsRefusals(t *testing.T) {
 	t.Parallel()
 	p := newPKI(t)
 	op, stranger := newOperator(t), newOperator(t)
-	serve := func(t *testing.T) *server.Server {
-		return startSecureNATS(t, p, func(o *server.Options) {
-			resolver := &server.MemAccResolver{}
-			for pub, claim := range map[string]string{op.systemPub: op.sysJWT, op.accountPub: op.accJWT} {
-				if err := resolver.Store(pub, claim); err != nil {
-					t.Fatal(err)
-				}
-			}
-			o.TrustedOperators = []*jwt.OperatorClaims{op.claims}
-			o.AccountResolver = resolver
-			o.SystemAccount = op.systemPub
-		})
-	}
+	serve := func(t *testing.T) *server.Server { return startSecureNATS(t, p, op.trust(t)) }
 	ns := serve(t)
 	sb := newSandbox(t)
 	credsFile := writeFile(t, "worker.creds", op.creds)
