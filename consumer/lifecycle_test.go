@@ -179,7 +179,9 @@ func TestNATSRestart(t *testing.T) {
 	h := setup(t)
 	rs := h.paidN(t, 10)
 	l := mixedLoad(t, rs, 20)
-	h.slow(100 * time.Millisecond)
+	// Calls slow enough that a reservation's money calls (three in a row) are still at the API
+	// once the first half is published, however slowly that goes.
+	h.slow(500 * time.Millisecond)
 	half := len(l.cmds) / 2
 	for i := range l.cmds[:half] {
 		l.cmds[i] = h.send(t, l.cmds[i], "")
@@ -188,7 +190,7 @@ func TestNATSRestart(t *testing.T) {
 	moving := func() int {
 		return h.calls.Active(frontpay.ReservationCapture) + h.calls.Active(frontpay.ReservationCharge)
 	}
-	testworld.WaitFor(t, func() bool { return moving() >= 2 }, "captures and charges in flight")
+	testworld.WaitFor(t, func() bool { return moving() > 0 }, "a capture or charge in flight")
 	h.nats.Restart(t, func() {
 		testworld.WaitFor(t, func() bool { return moving() == 0 && !h.nc.IsConnected() }, "the calls to end while NATS is down")
 	})
