@@ -305,17 +305,25 @@ func (w *fleetWorld) answers() map[string]map[string]storedEvent {
 	return out
 }
 
-// checkAnsweredOnce checks that every command published has exactly one result.
-func (w *fleetWorld) checkAnsweredOnce() {
+// checkAnsweredOnce checks that every command published has exactly one result, and returns the
+// answers. It waits for the results stream to hold one for each: a client can see a result
+// before the stream stored it.
+func (w *fleetWorld) checkAnsweredOnce() map[string]map[string]storedEvent {
 	w.t.Helper()
-	answers := w.answers()
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	for _, id := range w.sent {
+	sent := slices.Clone(w.sent)
+	w.mu.Unlock()
+	var answers map[string]map[string]storedEvent
+	testworld.WaitFor(w.t, func() bool {
+		answers = w.answers()
+		return !slices.ContainsFunc(sent, func(id string) bool { return len(answers[id]) == 0 })
+	}, "a stored result for every command")
+	for _, id := range sent {
 		if n := len(answers[id]); n != 1 {
 			w.t.Errorf("command %s has %d results", id, n)
 		}
 	}
+	return answers
 }
 
 // consumerInfo reads a consumer of the command stream; nil when it does not exist.
@@ -383,7 +391,7 @@ func TestMerchantsOwnWorlds(t *testing.T) {
 	}
 	cmds["shop3"] = third
 
-	answers := w.answers()
+	answers := w.checkAnsweredOnce()
 	for id, cmd := range cmds {
 		evs := answers[cmd.ID()]
 		if len(evs) != 1 {
@@ -443,7 +451,7 @@ func TestUnknownMerchantReplayed(t *testing.T) {
 	if n := calls(); n != before {
 		t.Errorf("the API was called %d times for the unknown merchant's command", n-before)
 	}
-	if evs := w.answers()[cmd.ID()]; len(evs) != 1 {
+	if evs := w.checkAnsweredOnce()[cmd.ID()]; len(evs) != 1 {
 		t.Errorf("%d results for ghost's command", len(evs))
 	} else {
 		for _, e := range evs {
