@@ -404,100 +404,104 @@ func checkRefusals(t *testing.T, sb *testworld.API, good NATSConfig, cases []ref
 	defer wg.Wait()
 	for _, tc := range cases {
 		wg.Go(func() {
-			t.Run(tc.name, func(t *testing.T) {
-				nc := good
-				var own *server.Server
-				if tc.want == waitsOut {
-					own = serve(t)
-					nc.NATSURL = own.ClientURL()
-				}
-				tc.edit(&nc)
-				names := func(s string) bool {
-					s = strings.ToLower(s)
-					for _, w := range tc.words {
-						if strings.Contains(s, strings.ToLower(w)) {
-							return true
-						}
-					}
-					return false
-				}
-				// A quick failure has 3 s; the others have Patience, and a worker waiting it out has
-				// its context ended by the test.
-				limit := testworld.Patience
-				if tc.want == failsFast {
-					limit = 3 * time.Second
-				}
-				logs := &testworld.SyncBuffer{}
-				m := NewMain(secureConfig(t, sb.URL, nc), slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-				ctx, cancel := context.WithTimeout(t.Context(), limit)
-				defer cancel()
-				var err error
-				returned := make(chan struct{})
-				start := time.Now()
-				go func() {
-					defer close(returned)
-					err = m.Run(ctx)
-				}()
-				t.Cleanup(func() {
-					cancel()
-					<-returned
-					_ = m.Close()
-				})
-				hasReturned := func() bool {
-					select {
-					case <-returned:
-						return true
-					default:
-						return false
-					}
-				}
-				if tc.want == waitsOut {
-					refused := func() int {
-						cz, err := own.Connz(&server.ConnzOptions{State: server.ConnClosed})
-						if err != nil {
-							return 0
-						}
-						return len(cz.Conns)
-					}
-					testworld.WaitFor(t, func() bool { return hasReturned() || refused() >= 2 && names(logs.String()) },
-						fmt.Sprintf("Run to return, or two attempts refused and the log naming one of %q", tc.words))
-					cancel()
-					select {
-					case <-returned:
-					case <-time.After(5 * time.Second):
-						t.Fatalf("Run goes on 5 s after its context ended:\n%s", logs)
-					}
-				}
-				<-returned
-				took := time.Since(start)
-				if err == nil || m.ready.Load() {
-					t.Fatalf("the worker started (Run: %v)", err)
-				}
-				named := names(err.Error() + "\n" + logs.String())
-				switch tc.want {
-				case failsFast:
-					if took > 2*time.Second || !named {
-						t.Errorf("Run took %s and said %q; want a quick error naming one of %q", took, err, tc.words)
-					}
-				case givesUp:
-					if ctx.Err() != nil || !names(err.Error()) {
-						t.Errorf("Run took %s (its context: %v) and said %q; want it to give up of itself, naming one of %q:\n%s",
-							took.Round(time.Millisecond), ctx.Err(), err, tc.words, logs)
-					}
-					if !probe(t, nc.NATSURL) {
-						t.Errorf("the refused worker set up streams")
-					}
-				case waitsOut:
-					if !probe(t, nc.NATSURL) {
-						t.Errorf("the refused worker set up streams")
-					}
-					if !named {
-						t.Errorf("Run waited %s and said only %q; the log names none of %q:\n%s",
-							took.Round(time.Millisecond), err, tc.words, logs)
-					}
-				}
-			})
+			t.Run(tc.name, func(t *testing.T) { checkRefusal(t, sb, good, tc, serve, probe) })
 		})
+	}
+}
+
+// checkRefusal starts a worker with tc's edit of good and checks what it does (checkRefusals).
+func checkRefusal(t *testing.T, sb *testworld.API, good NATSConfig, tc refusal, serve func(*testing.T) *server.Server,
+	probe func(t *testing.T, url string) bool) {
+	nc := good
+	var own *server.Server
+	if tc.want == waitsOut {
+		own = serve(t)
+		nc.NATSURL = own.ClientURL()
+	}
+	tc.edit(&nc)
+	names := func(s string) bool {
+		s = strings.ToLower(s)
+		for _, w := range tc.words {
+			if strings.Contains(s, strings.ToLower(w)) {
+				return true
+			}
+		}
+		return false
+	}
+	// A quick failure has 3 s; the others have Patience, and a worker waiting it out has
+	// its context ended by the test.
+	limit := testworld.Patience
+	if tc.want == failsFast {
+		limit = 3 * time.Second
+	}
+	logs := &testworld.SyncBuffer{}
+	m := NewMain(secureConfig(t, sb.URL, nc), slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	ctx, cancel := context.WithTimeout(t.Context(), limit)
+	defer cancel()
+	var err error
+	returned := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(returned)
+		err = m.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-returned
+		_ = m.Close()
+	})
+	hasReturned := func() bool {
+		select {
+		case <-returned:
+			return true
+		default:
+			return false
+		}
+	}
+	if tc.want == waitsOut {
+		refused := func() int {
+			cz, err := own.Connz(&server.ConnzOptions{State: server.ConnClosed})
+			if err != nil {
+				return 0
+			}
+			return len(cz.Conns)
+		}
+		testworld.WaitFor(t, func() bool { return hasReturned() || refused() >= 2 && names(logs.String()) },
+			fmt.Sprintf("Run to return, or two attempts refused and the log naming one of %q", tc.words))
+		cancel()
+		select {
+		case <-returned:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("Run goes on 5 s after its context ended:\n%s", logs)
+		}
+	}
+	<-returned
+	took := time.Since(start)
+	if err == nil || m.ready.Load() {
+		t.Fatalf("the worker started (Run: %v)", err)
+	}
+	named := names(err.Error() + "\n" + logs.String())
+	switch tc.want {
+	case failsFast:
+		if took > 2*time.Second || !named {
+			t.Errorf("Run took %s and said %q; want a quick error naming one of %q", took, err, tc.words)
+		}
+	case givesUp:
+		if ctx.Err() != nil || !names(err.Error()) {
+			t.Errorf("Run took %s (its context: %v) and said %q; want it to give up of itself, naming one of %q:\n%s",
+				took.Round(time.Millisecond), ctx.Err(), err, tc.words, logs)
+		}
+		if !probe(t, nc.NATSURL) {
+			t.Errorf("the refused worker set up streams")
+		}
+	case waitsOut:
+		if !probe(t, nc.NATSURL) {
+			t.Errorf("the refused worker set up streams")
+		}
+		if !named {
+			t.Errorf("Run waited %s and said only %q; the log names none of %q:\n%s",
+				took.Round(time.Millisecond), err, tc.words, logs)
+		}
 	}
 }
 
