@@ -440,7 +440,9 @@ func publishPaced(ctx context.Context, js jetstream.JetStream, cmds []command, p
 			m.Data = cmds[i].Raw
 			m.Header.Set(jetstream.MsgIDHeader, cmds[i].ID)
 			published[i] = now()
-			f, err := js.PublishMsgAsync(m)
+			// Room among the 4096 awaiting their ack is backpressure, not a failure: on a busy
+			// machine the stream can take longer than nats.go's 200 ms to make it.
+			f, err := js.PublishMsgAsync(m, jetstream.WithStallWait(30*time.Second))
 			if err != nil {
 				return fmt.Errorf("publish: %w", err)
 			}
